@@ -1,0 +1,103 @@
+"""Settings: every knob of the service, read from BANDIT_ROUTER_* environment variables (or .env)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+RESOURCES = Path(__file__).resolve().parent / "resources"
+EXAMPLE_POOL = RESOURCES / "example_pool.yaml"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="BANDIT_ROUTER_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    # Storage
+    database_url: str = "sqlite:///./var/bandit-router.db"
+    store_prompts: bool = False  # prompts are user data: only their hash is kept unless enabled
+
+    # Model pool (YAML). Models in the file are added at start if missing; run-time admin edits win.
+    pool_file: Path = EXAMPLE_POOL
+
+    # Embedding
+    embedding_model: str | None = None  # path to a sentence-transformers model; None = bundled MiniLM
+    embedding_cache_size: int = Field(default=10_000, ge=0)
+    embedding_max_batch: int = Field(default=32, ge=1)
+    torch_threads: int = Field(default=2, ge=1)
+    chars_per_token: float = Field(default=4.0, gt=0)  # input-token estimate for the cost model
+
+    # Policy and exploration
+    vw_args: str = "--cb_adf -q sa --cb_type mtr --quiet"
+    exploration: Literal["squarecb", "epsilon", "greedy"] = "squarecb"
+    squarecb_gamma: float = Field(default=40.0, gt=0)
+    epsilon: float = Field(default=0.05, ge=0, le=1)
+    new_model_examples: int = Field(default=50, ge=0)  # a model is "new" until learned this often
+    new_model_min_probability: float = Field(default=0.05, ge=0, le=0.5)
+    preset_quality: float = Field(default=0.0, ge=0)
+    preset_balanced: float = Field(default=0.2, ge=0)
+    preset_cost: float = Field(default=1.0, ge=0)
+    default_preset: Literal["quality", "balanced", "cost"] = "balanced"
+
+    # Learning from feedback
+    reward_wait_seconds: float = Field(default=0.0, ge=0)
+    no_feedback: Literal["skip", "default"] = "skip"
+    default_reward: float = Field(default=0.0, ge=0, le=1)
+    reward_aggregation: Literal["mean", "earliest", "latest"] = "mean"
+
+    # Background work
+    scheduler_enabled: bool = True
+    update_interval_seconds: float = Field(default=300.0, gt=0)
+    state_poll_seconds: float = Field(default=2.0, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, v: str) -> str:
+        if not v.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return v
+
+    @field_validator("pool_file")
+    @classmethod
+    def _pool_exists(cls, v: Path) -> Path:
+        if not v.is_file():
+            raise ValueError(f"pool file {v} does not exist")
+        return v
+
+    @model_validator(mode="after")
+    def _vw_is_cb_adf(self) -> Settings:
+        if "--cb_adf" not in self.vw_args.split():
+            raise ValueError("vw_args must contain --cb_adf (the policy scores each model as an action)")
+        return self
+
+    def preset_lambda(self, preset: str) -> float:
+        return {
+            "quality": self.preset_quality,
+            "balanced": self.preset_balanced,
+            "cost": self.preset_cost,
+        }[preset]
+
+
+class ConfigError(RuntimeError):
+    """Raised at start when a setting is invalid; the message names the environment variable."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = "BANDIT_ROUTER_" + "_".join(str(p) for p in err["loc"]).upper()
+            lines.append(f"{name}: {err['msg']}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
