@@ -26,7 +26,9 @@ class Settings(BaseSettings):
     pool_file: Path = EXAMPLE_POOL
 
     # Embedding
-    embedding_model: str | None = None  # path to a sentence-transformers model; None = bundled MiniLM
+    embedding_model: str | None = (
+        None  # path to a sentence-transformers model; None = bundled MiniLM
+    )
     embedding_cache_size: int = Field(default=10_000, ge=0)
     embedding_max_batch: int = Field(default=32, ge=1)
     torch_threads: int = Field(default=2, ge=1)
@@ -72,7 +74,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _vw_is_cb_adf(self) -> Settings:
         if "--cb_adf" not in self.vw_args.split():
-            raise ValueError("vw_args must contain --cb_adf (the policy scores each model as an action)")
+            raise ValueError(
+                "vw_args must contain --cb_adf (the policy scores each model as an action)"
+            )
         return self
 
     def preset_lambda(self, preset: str) -> float:

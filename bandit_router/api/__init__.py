@@ -1,0 +1,1 @@
+"""HTTP API (FastAPI): routing, feedback, decisions, admin, health."""

@@ -1,0 +1,95 @@
+"""The FastAPI application and its start-up / shut-down."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+
+from bandit_router import __version__
+from bandit_router.api import admin, feedback, routing
+from bandit_router.api.deps import get_runtime
+from bandit_router.config import Settings
+from bandit_router.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
+    """`runtime` lets tests share one loaded encoder; by default it is built at start-up."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = runtime or await asyncio.to_thread(Runtime, settings)
+        app.state.runtime = rt
+        poller = asyncio.create_task(_poll_state(rt))
+        try:
+            yield
+        finally:
+            poller.cancel()
+            if runtime is None:
+                await asyncio.to_thread(rt.close)
+
+    app = FastAPI(
+        title="bandit-router",
+        version=__version__,
+        summary="Routes each LLM query to a model of the pool and learns from feedback.",
+        lifespan=lifespan,
+    )
+    app.include_router(routing.router)
+    app.include_router(feedback.router)
+    app.include_router(admin.router)
+    app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"])
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(OperationalError, _database_down)  # type: ignore[arg-type]
+    return app
+
+
+async def _poll_state(rt: Runtime) -> None:
+    """Pick up policy versions and pool edits made by other processes."""
+    while True:
+        await asyncio.sleep(rt.settings.state_poll_seconds)
+        try:
+            await asyncio.to_thread(rt.refresh)
+        except Exception as exc:  # the store being briefly unreachable must not kill the loop
+            log.warning("state refresh failed: %s", exc)
+
+
+def healthz(request: Request) -> dict[str, Any]:
+    rt = get_runtime(request)
+    with rt.engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+    return {
+        "status": "ok",
+        "policy_version": rt.policy.version if rt.policy else None,
+        "models": [m.name for m in rt.enabled_models],
+    }
+
+
+async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 with one readable line per problem, plus the structured details."""
+    errors = jsonable_encoder(exc.errors(), custom_encoder={Exception: str})
+    lines = []
+    for err in errors:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        lines.append(f"{where}: {msg}" if where else msg)
+    return JSONResponse(status_code=422, content={"detail": "; ".join(lines), "errors": errors})
+
+
+async def _database_down(_request: Request, exc: OperationalError) -> JSONResponse:
+    log.error("database unavailable: %s", exc.orig)
+    return JSONResponse(
+        status_code=503,
+        content={"detail": "the database is unavailable; retry shortly"},
+        headers={"Retry-After": "2"},
+    )

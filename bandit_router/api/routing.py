@@ -1,0 +1,128 @@
+"""POST /v1/route and GET /v1/decisions/{id}."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException
+from sqlalchemy import Connection
+
+from bandit_router.api.deps import get_runtime
+from bandit_router.api.schemas import CandidateOut, RouteRequest, RouteResponse
+from bandit_router.embed.service import text_hash
+from bandit_router.policy.decide import Choice, decide
+from bandit_router.policy.pool import ModelSpec
+from bandit_router.runtime import Runtime
+from bandit_router.store import repository as repo
+from bandit_router.store.models import utcnow
+
+router = APIRouter(tags=["routing"])
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def select_candidates(rt: Runtime, req: RouteRequest) -> list[ModelSpec]:
+    """The allow-list minus the exclusions, in pool order; unknown or disabled names are errors."""
+    for field, names in (("models", req.models), ("exclude", req.exclude)):
+        unknown = sorted({n for n in names or [] if n not in rt.pool})
+        if unknown:
+            raise HTTPException(422, f"'{field}' names unknown models: {', '.join(unknown)}")
+    disabled = sorted({n for n in req.models or [] if not rt.pool[n].enabled})
+    if disabled:
+        raise HTTPException(422, f"'models' names disabled models: {', '.join(disabled)}")
+    allowed = set(req.models) if req.models is not None else None
+    excluded = set(req.exclude or [])
+    out = [
+        m
+        for m in rt.enabled_models
+        if (allowed is None or m.name in allowed) and m.name not in excluded
+    ]
+    if not out:
+        raise HTTPException(422, "no candidate model is left after 'models' and 'exclude'")
+    return out
+
+
+def decision_row(
+    rt: Runtime,
+    decision_id: str,
+    req: RouteRequest,
+    key: str,
+    emb: Any,
+    choice: Choice,
+    lam: float,
+    input_tokens: int,
+    version: int,
+) -> dict[str, Any]:
+    return {
+        "id": decision_id,
+        "created_at": utcnow(),
+        "prompt_hash": key,
+        "prompt": req.full_text() if rt.settings.store_prompts else None,
+        "embedding": emb.astype("float32").tobytes(),
+        "input_tokens": input_tokens,
+        "lam": lam,
+        "preset": req.preset,
+        "candidates": choice.candidates(),
+        "chosen_model": choice.model,
+        "probability": choice.probability,
+        "exploration": rt.exploration.kind,
+        "policy_version": version,
+        "audit_probability": 0.0,
+        "audit_selected": False,
+    }
+
+
+@router.post("/v1/route", response_model=RouteResponse, response_model_by_alias=True)
+async def route(req: RouteRequest, rt: RuntimeDep) -> RouteResponse:
+    candidates = select_candidates(rt, req)
+    lam = (
+        req.lam
+        if req.lam is not None
+        else rt.settings.preset_lambda(req.preset or rt.settings.default_preset)
+    )
+    text = req.query_text()
+    key = text_hash(text)
+    emb, _ = await rt.embedder.embed(text, key)
+    policy = rt.policy
+    assert policy is not None
+    input_tokens = max(1, round(len(req.full_text()) / rt.settings.chars_per_token))
+    cost_ref = max(m.expected_cost(input_tokens) for m in rt.enabled_models)
+    decision_id = uuid.uuid4().hex
+    choice = decide(
+        policy, decision_id, emb, candidates, input_tokens, cost_ref, lam, rt.exploration
+    )
+    row = decision_row(rt, decision_id, req, key, emb, choice, lam, input_tokens, policy.version)
+    await rt.writer.write(lambda conn: repo.insert_decisions(conn, [row]))
+    return RouteResponse(
+        decision_id=decision_id,
+        model=choice.model,
+        probability=choice.probability,
+        policy_version=policy.version,
+        lam=lam,
+        candidates=[
+            CandidateOut(
+                model=c["model"],
+                predicted_quality=c["quality"],
+                expected_cost_usd=c["cost_usd"],
+                score=c["score"],
+                probability=c["probability"],
+            )
+            for c in choice.candidates()
+        ],
+    )
+
+
+@router.get("/v1/decisions/{decision_id}")
+def get_decision(decision_id: str, rt: RuntimeDep) -> dict[str, Any]:
+    with rt.engine.connect() as conn:
+        return decision_view(conn, decision_id)
+
+
+def decision_view(conn: Connection, decision_id: str) -> dict[str, Any]:
+    row = repo.get_decision(conn, decision_id)
+    if row is None:
+        raise HTTPException(404, f"decision {decision_id} does not exist")
+    row.pop("embedding")
+    row["lambda"] = row.pop("lam")
+    row["feedback"] = repo.list_feedback(conn, decision_id)
+    return row

@@ -1,0 +1,123 @@
+"""The `bandit-router` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from bandit_router.config import ConfigError, Settings, load_settings
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from bandit_router.api.app import create_app
+
+    if settings.database_url.startswith("sqlite") and settings.database_url.endswith(
+        "bandit-router.db"
+    ):
+        logging.getLogger("bandit_router").info("database: %s", settings.database_url)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from bandit_router.store.db import migrate
+
+    url = args.database_url or settings.database_url
+    migrate(url)
+    print(f"database at the newest schema: {url.split('@')[-1]}")
+    return 0
+
+
+def cmd_update(args: argparse.Namespace, settings: Settings) -> int:
+    from bandit_router.jobs.runner import JobRunner
+    from bandit_router.runtime import prepare_database
+    from bandit_router.store.db import make_engine
+
+    engine = make_engine(settings.database_url)
+    prepare_database(engine, settings)
+    runner = JobRunner(engine, settings)
+    try:
+        row = runner.run(args.kind)
+    finally:
+        runner.close()
+    print(json.dumps(row, default=str, indent=2))
+    return 0 if row["status"] == "succeeded" else 1
+
+
+def cmd_bench_latency(args: argparse.Namespace, settings: Settings) -> int:
+    from bandit_router.bench.latency import run_latency_bench
+
+    report = run_latency_bench(
+        settings,
+        requests=args.requests,
+        concurrency=args.concurrency,
+        rate=args.rate,
+        out=args.out,
+    )
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bandit-router", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the HTTP service")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--log-level", default="info")
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("migrate", help="upgrade a database to the newest schema")
+    s.add_argument("--database-url", help="defaults to BANDIT_ROUTER_DATABASE_URL")
+    s.set_defaults(func=cmd_migrate)
+
+    s = sub.add_parser("update", help="run a learning job now and wait for it")
+    s.add_argument("kind", nargs="?", default="update")
+    s.set_defaults(func=cmd_update)
+
+    bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench", required=True)
+    s = bench.add_parser("latency", help="route/feedback latency and throughput over HTTP")
+    s.add_argument("--requests", type=int, default=1000)
+    s.add_argument("--concurrency", type=int, default=8)
+    s.add_argument("--rate", type=float, default=None, help="open-loop requests/s (default: max)")
+    s.add_argument("--out", default=None, help="write the JSON report here too")
+    s.set_defaults(func=cmd_bench_latency)
+    for register in _extensions():
+        register(sub)
+    return p
+
+
+def _extensions() -> list[Callable[[Any], None]]:
+    """Sub-commands that live with their domain (offline data, training, audits)."""
+    from bandit_router.offline.commands import register as offline
+
+    return [offline]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"bandit-router: {exc}", file=sys.stderr)
+        return 2
+    handler: Handler = args.func
+    return handler(args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Query embeddings: the sentence-transformers encoder, its request cache and dataset cache."""

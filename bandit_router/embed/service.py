@@ -1,0 +1,115 @@
+"""Request-path embedding: a bounded LRU cache in front of a micro-batching encoder thread.
+
+Concurrent requests that miss the cache are encoded together in one forward pass, which is what
+keeps throughput up on 2 cores; a lone request is encoded at once (no waiting for a batch to fill).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import queue
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future
+from typing import Any, Protocol
+
+import numpy as np
+
+_STOP = object()
+
+
+class TextEncoder(Protocol):
+    name: str
+    dim: int
+
+    def encode(self, texts: list[str]) -> np.ndarray: ...
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class LRUCache:
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._data: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> np.ndarray | None:
+        with self._lock:
+            vec = self._data.get(key)
+            if vec is not None:
+                self._data.move_to_end(key)
+            return vec
+
+    def put(self, key: str, vec: np.ndarray) -> None:
+        if self._size == 0:
+            return
+        with self._lock:
+            self._data[key] = vec
+            self._data.move_to_end(key)
+            while len(self._data) > self._size:
+                self._data.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class EmbeddingService:
+    def __init__(self, encoder: TextEncoder, cache_size: int, max_batch: int) -> None:
+        self.encoder = encoder
+        self.cache = LRUCache(cache_size)
+        self._max_batch = max_batch
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="embed-batcher", daemon=True)
+        self._thread.start()
+
+    async def embed(self, text: str, key: str) -> tuple[np.ndarray, bool]:
+        """Vector for `text` (whose hash is `key`) and whether it came from the cache."""
+        vec = self.cache.get(key)
+        if vec is not None:
+            return vec, True
+        fut: Future[np.ndarray] = Future()
+        self._queue.put((text, key, fut))
+        return await asyncio.wrap_future(fut), False
+
+    def embed_sync(self, text: str) -> np.ndarray:
+        key = text_hash(text)
+        vec = self.cache.get(key)
+        if vec is None:
+            vec = self.encoder.encode([text])[0]
+            self.cache.put(key, vec)
+        return vec
+
+    def close(self) -> None:
+        self._queue.put(_STOP)
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch = [first]
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    self._queue.put(_STOP)
+                    break
+                batch.append(item)
+            self._encode(batch)
+
+    def _encode(self, batch: list[tuple[str, str, Future[np.ndarray]]]) -> None:
+        try:
+            vecs = self.encoder.encode([t for t, _, _ in batch])
+        except Exception as exc:  # a failure is the caller's error to report, not a dead thread
+            for _, _, fut in batch:
+                fut.set_exception(exc)
+            return
+        for (_, key, fut), vec in zip(batch, vecs, strict=True):
+            self.cache.put(key, vec)
+            fut.set_result(vec)

@@ -1,0 +1,1 @@
+"""Background jobs: the policy update from feedback, the job runner and the scheduler."""

@@ -1,0 +1,75 @@
+"""One routing decision: predicted quality − λ·normalised cost, then the exploration draw."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from bandit_router.policy.exploration import ExplorationConfig, distribution, draw
+from bandit_router.policy.learner import QualityModel
+from bandit_router.policy.pool import ModelSpec
+
+
+@dataclass(frozen=True)
+class Policy:
+    """An immutable serving snapshot: swapping it is how a new version goes live."""
+
+    version: int
+    model: QualityModel
+    model_counts: Mapping[str, int]
+
+
+@dataclass
+class Choice:
+    models: list[str]
+    quality: np.ndarray
+    cost_usd: np.ndarray
+    cost_norm: np.ndarray
+    score: np.ndarray
+    pmf: np.ndarray
+    chosen: int
+
+    @property
+    def model(self) -> str:
+        return self.models[self.chosen]
+
+    @property
+    def probability(self) -> float:
+        return float(self.pmf[self.chosen])
+
+    def candidates(self) -> list[dict[str, float | str]]:
+        return [
+            {
+                "model": m,
+                "quality": round(float(self.quality[i]), 6),
+                "cost_usd": float(self.cost_usd[i]),
+                "cost_norm": round(float(self.cost_norm[i]), 6),
+                "score": round(float(self.score[i]), 6),
+                "probability": float(self.pmf[i]),
+            }
+            for i, m in enumerate(self.models)
+        ]
+
+
+def decide(
+    policy: Policy,
+    decision_id: str,
+    emb: np.ndarray,
+    candidates: Sequence[ModelSpec],
+    input_tokens: int,
+    cost_ref: float,
+    lam: float,
+    cfg: ExplorationConfig,
+) -> Choice:
+    """`cost_ref` normalises cost (the priciest enabled model for this query), so λ means the same
+    whatever allow-list the request carries."""
+    names = [c.name for c in candidates]
+    quality = policy.model.predict(emb, names)
+    cost = np.array([c.expected_cost(input_tokens) for c in candidates])
+    cost_norm = cost / cost_ref if cost_ref > 0 else np.zeros_like(cost)
+    score = quality - lam * cost_norm
+    is_new = np.array([policy.model_counts.get(n, 0) < cfg.new_model_examples for n in names])
+    pmf = distribution(score, is_new, cfg)
+    return Choice(names, quality, cost, cost_norm, score, pmf, draw(pmf, decision_id))

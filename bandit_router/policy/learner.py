@@ -1,0 +1,63 @@
+"""QualityModel: Vowpal Wabbit `--cb_adf` regression of quality per (query, model).
+
+VW minimises cost, so it learns cost = -reward and predicted quality is minus its score. Only the
+unknown part (quality) is learned; the known cost is added at decision time, which is what lets
+one model serve every per-request trade-off λ.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+from vowpalwabbit import Workspace
+
+from bandit_router.policy import features
+
+
+class QualityModel:
+    def __init__(self, vw_args: str, model_bytes: bytes | None = None) -> None:
+        self.vw_args = vw_args
+        self._lock = threading.Lock()  # a Workspace is not safe to share between threads
+        if model_bytes is None:
+            self._vw = Workspace(vw_args)
+        else:
+            # No in-memory load in VW: go through a temp file. The saved model carries its
+            # reduction stack, so it loads under the arguments it was trained with.
+            with tempfile.TemporaryDirectory() as tmp:
+                path = os.path.join(tmp, "policy.vw")
+                with open(path, "wb") as fh:
+                    fh.write(model_bytes)
+                self._vw = Workspace(f"-i {path} --quiet")
+
+    def predict(self, emb: np.ndarray, models: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            exs = features.build(self._vw, emb, models)
+            scores = self._vw.predict(exs)
+            self._vw.finish_example(exs)
+        return np.clip(-np.asarray(scores, dtype=np.float64), 0.0, 1.0) + 0.0  # no -0.0
+
+    def learn(
+        self, emb: np.ndarray, models: Sequence[str], chosen: int, reward: float, probability: float
+    ) -> None:
+        with self._lock:
+            exs = features.build(self._vw, emb, models, (chosen, -reward, probability))
+            self._vw.learn(exs)
+            self._vw.finish_example(exs)
+
+    def to_bytes(self) -> bytes:
+        with self._lock, tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "policy.vw")
+            self._vw.save(path)
+            with open(path, "rb") as fh:
+                return fh.read()
+
+    def copy(self) -> QualityModel:
+        return QualityModel(self.vw_args, self.to_bytes())
+
+    def close(self) -> None:
+        with self._lock:
+            self._vw.finish()

@@ -1,0 +1,105 @@
+"""Runtime: everything a serving process holds, built once at start-up.
+
+The hot path only reads `pool` and `policy`, two references that background refreshes replace
+whole (never mutate), so a request sees one consistent snapshot without taking a lock.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+
+from bandit_router.config import Settings
+from bandit_router.embed.service import EmbeddingService, TextEncoder
+from bandit_router.jobs.runner import JobRunner, fail_interrupted_jobs
+from bandit_router.jobs.scheduler import start_scheduler
+from bandit_router.policy.decide import Policy
+from bandit_router.policy.exploration import ExplorationConfig
+from bandit_router.policy.pool import ModelSpec, load_pool_file
+from bandit_router.policy.service import ensure_active_policy, load_policy
+from bandit_router.store import repository as repo
+from bandit_router.store.db import make_engine, migrate, schema_is_current
+from bandit_router.store.writer import GroupCommitWriter
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    def __init__(
+        self, settings: Settings, encoder: TextEncoder | None = None, scheduler: bool | None = None
+    ) -> None:
+        self.settings = settings
+        self.engine: Engine = make_engine(settings.database_url)
+        prepare_database(self.engine, settings)
+        if encoder is None:
+            from bandit_router.embed.encoder import Encoder
+
+            encoder = Encoder(settings.embedding_model, settings.torch_threads)
+        self.embedder = EmbeddingService(
+            encoder, settings.embedding_cache_size, settings.embedding_max_batch
+        )
+        self.writer = GroupCommitWriter(self.engine)
+        self.exploration = ExplorationConfig(
+            kind=settings.exploration,
+            gamma=settings.squarecb_gamma,
+            epsilon=settings.epsilon,
+            new_model_examples=settings.new_model_examples,
+            new_model_min_probability=settings.new_model_min_probability,
+        )
+        self.pool: dict[str, ModelSpec] = {}
+        self.policy: Policy | None = None
+        self._fingerprint: tuple[Any, Any] = (None, None)
+        self.refresh()
+        self.runner = JobRunner(self.engine, settings, on_success=self.refresh)
+        run_scheduler = settings.scheduler_enabled if scheduler is None else scheduler
+        self.scheduler = None
+        if run_scheduler:
+            fail_interrupted_jobs(self.engine)
+            self.scheduler = start_scheduler(self.runner, settings.update_interval_seconds)
+
+    @property
+    def enabled_models(self) -> list[ModelSpec]:
+        return [m for m in self.pool.values() if m.enabled]
+
+    def refresh(self, force: bool = False) -> None:
+        """Reload the pool and/or the active policy when the store says they changed."""
+        with self.engine.connect() as conn:
+            fingerprint = repo.state_fingerprint(conn)
+            if force or fingerprint[1] != self._fingerprint[1]:
+                self.pool = {r["name"]: ModelSpec.from_row(r) for r in repo.list_models(conn)}
+        policy_id = fingerprint[0]
+        if policy_id is not None and (self.policy is None or self.policy.version != policy_id):
+            old = self.policy
+            self.policy = load_policy(self.engine, policy_id)
+            log.info("serving policy version %s", policy_id)
+            del old  # in-flight requests keep their own reference until they finish
+        self._fingerprint = fingerprint
+
+    def close(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+        self.runner.close()
+        self.writer.close()
+        self.embedder.close()
+        self.engine.dispose()
+
+
+def prepare_database(engine: Engine, settings: Settings) -> None:
+    """SQLite (the embedded default) migrates itself; a server database must be migrated first."""
+    url = settings.database_url
+    if make_url(url).get_backend_name() == "sqlite":
+        migrate(url)
+    elif not schema_is_current(engine):
+        raise RuntimeError(
+            f"database {make_url(url).render_as_string(hide_password=True)} is not at the newest "
+            "schema: run `bandit-router migrate` first"
+        )
+    specs = load_pool_file(settings.pool_file)
+    with engine.begin() as conn:
+        added = repo.seed_models(conn, [s.model_dump() for s in specs])
+    if added:
+        log.info("added models from %s: %s", settings.pool_file, ", ".join(added))
+    ensure_active_policy(engine, settings.vw_args)

@@ -1,0 +1,142 @@
+"""Typed SQLAlchemy models. Alembic revisions in migrations/ create exactly these tables."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class LLMModel(Base):
+    """One model of the pool with its price snapshot."""
+
+    __tablename__ = "models"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    input_price: Mapped[float] = mapped_column(Float)  # USD per 1M input tokens
+    output_price: Mapped[float] = mapped_column(Float)  # USD per 1M output tokens
+    expected_output_tokens: Mapped[int] = mapped_column(Integer)
+    base_url: Mapped[str | None] = mapped_column(String(500), default=None)
+    api_key_env: Mapped[str | None] = mapped_column(String(200), default=None)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Decision(Base):
+    """A routing decision with everything needed to learn from it and to evaluate it off-policy."""
+
+    __tablename__ = "decisions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    prompt_hash: Mapped[str] = mapped_column(String(64))
+    prompt: Mapped[str | None] = mapped_column(Text, default=None)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)  # float32 vector
+    input_tokens: Mapped[int] = mapped_column(Integer)
+    lam: Mapped[float] = mapped_column(Float)
+    preset: Mapped[str | None] = mapped_column(String(20), default=None)
+    # Per candidate, in decision order: model, quality, cost_usd, cost_norm, score, probability.
+    candidates: Mapped[list[Any]] = mapped_column(JSON)
+    chosen_model: Mapped[str] = mapped_column(String(200))
+    probability: Mapped[float] = mapped_column(Float)
+    exploration: Mapped[str] = mapped_column(String(20))
+    policy_version: Mapped[int] = mapped_column(Integer)
+    audit_probability: Mapped[float] = mapped_column(Float, default=0.0)
+    audit_selected: Mapped[bool] = mapped_column(Boolean, default=False)
+    learned_version: Mapped[int | None] = mapped_column(Integer, default=None)
+
+    __table_args__ = (
+        Index("ix_decisions_created_at", "created_at"),
+        Index("ix_decisions_learned_version", "learned_version"),
+    )
+
+
+class Feedback(Base):
+    """Preference-type feedback on a decision, mapped to a reward in [0, 1]."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    decision_id: Mapped[str] = mapped_column(ForeignKey("decisions.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    type: Mapped[str] = mapped_column(String(20))
+    value: Mapped[dict[str, Any]] = mapped_column(JSON)
+    other_model: Mapped[str | None] = mapped_column(String(200), default=None)
+    reward: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(20))
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    late: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (
+        UniqueConstraint("decision_id", "idempotency_key", name="uq_feedback_idempotency"),
+        Index("ix_feedback_decision_id", "decision_id"),
+    )
+
+
+class PolicyVersion(Base):
+    """A trained Vowpal Wabbit policy; exactly one row is active."""
+
+    __tablename__ = "policy_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    vw_args: Mapped[str] = mapped_column(String(500))
+    model_bytes: Mapped[bytes] = mapped_column(LargeBinary)
+    # How often each model was learned from: the exploration floor for new models reads this.
+    model_counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    source: Mapped[str] = mapped_column(String(40))
+    parent_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+    __table_args__ = (
+        # At most one active policy, enforced by the database itself.
+        Index(
+            "uq_policy_versions_one_active",
+            "active",
+            unique=True,
+            sqlite_where=text("active"),
+            postgresql_where=text("active"),
+        ),
+    )
+
+
+class Job(Base):
+    """One run of a background job (update, retrain, ...)."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20))  # queued | running | succeeded | failed
+    trigger: Mapped[str] = mapped_column(String(20))  # schedule | admin | cli
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text, default=None)

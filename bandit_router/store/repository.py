@@ -1,0 +1,225 @@
+"""Repository functions: every SQL statement the service runs, on a Connection the caller owns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from bandit_router.store.models import Decision, Feedback, Job, LLMModel, PolicyVersion, utcnow
+
+# --- model pool -------------------------------------------------------------------------------
+
+
+def list_models(conn: Connection, enabled_only: bool = False) -> list[dict[str, Any]]:
+    stmt = select(LLMModel.__table__).order_by(LLMModel.name)
+    if enabled_only:
+        stmt = stmt.where(LLMModel.enabled.is_(True))
+    return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+def get_model(conn: Connection, name: str) -> dict[str, Any] | None:
+    row = conn.execute(select(LLMModel.__table__).where(LLMModel.name == name)).first()
+    return dict(row._mapping) if row else None
+
+
+def add_model(conn: Connection, spec: dict[str, Any]) -> None:
+    now = utcnow()
+    conn.execute(insert(LLMModel).values(**spec, created_at=now, updated_at=now))
+
+
+def update_model(conn: Connection, name: str, changes: dict[str, Any]) -> None:
+    conn.execute(
+        update(LLMModel).where(LLMModel.name == name).values(**changes, updated_at=utcnow())
+    )
+
+
+def seed_models(conn: Connection, specs: Iterable[dict[str, Any]]) -> list[str]:
+    """Insert pool-file models that the store does not have yet; returns the names added."""
+    known = {r[0] for r in conn.execute(select(LLMModel.name))}
+    added = []
+    for spec in specs:
+        if spec["name"] not in known:
+            add_model(conn, spec)
+            added.append(spec["name"])
+    return added
+
+
+# --- decisions and feedback -------------------------------------------------------------------
+
+
+def insert_decisions(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    conn.execute(insert(Decision), list(rows))
+
+
+def get_decision(conn: Connection, decision_id: str) -> dict[str, Any] | None:
+    row = conn.execute(select(Decision.__table__).where(Decision.id == decision_id)).first()
+    return dict(row._mapping) if row else None
+
+
+def decision_exists(conn: Connection, decision_id: str) -> bool:
+    return (
+        conn.execute(select(Decision.learned_version).where(Decision.id == decision_id)).first()
+        is not None
+    )
+
+
+def insert_feedback(conn: Connection, row: dict[str, Any]) -> str:
+    """Store one feedback item: 'created', 'duplicate' (same idempotency key) or 'not_found'."""
+    found = conn.execute(
+        select(Decision.learned_version).where(Decision.id == row["decision_id"])
+    ).first()
+    if found is None:
+        return "not_found"
+    row = {**row, "late": found[0] is not None}  # arrived after its decision was learned
+    ins = _insert_ignore(conn, Feedback).values(**row)
+    return "created" if conn.execute(ins).rowcount == 1 else "duplicate"
+
+
+def _insert_ignore(conn: Connection, model: type) -> Any:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(model).on_conflict_do_nothing()
+
+
+def list_feedback(conn: Connection, decision_id: str) -> list[dict[str, Any]]:
+    stmt = (
+        select(Feedback.__table__).where(Feedback.decision_id == decision_id).order_by(Feedback.id)
+    )
+    return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+def learnable_decisions(
+    conn: Connection, closed_before: datetime, with_feedback_only: bool, limit: int
+) -> list[dict[str, Any]]:
+    """Decisions not learned yet whose reward window has closed, oldest first."""
+    stmt = (
+        select(Decision.__table__)
+        .where(Decision.learned_version.is_(None), Decision.created_at <= closed_before)
+        .order_by(Decision.created_at)
+        .limit(limit)
+    )
+    if with_feedback_only:
+        stmt = stmt.where(select(Feedback.id).where(Feedback.decision_id == Decision.id).exists())
+    return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+def feedback_for(conn: Connection, decision_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {d: [] for d in decision_ids}
+    for start in range(0, len(decision_ids), _CHUNK):
+        stmt = (
+            select(Feedback.__table__)
+            .where(Feedback.decision_id.in_(decision_ids[start : start + _CHUNK]))
+            .order_by(Feedback.created_at, Feedback.id)
+        )
+        for r in conn.execute(stmt):
+            out[r.decision_id].append(dict(r._mapping))
+    return out
+
+
+def mark_learned(conn: Connection, decision_ids: Sequence[str], version: int) -> None:
+    for start in range(0, len(decision_ids), _CHUNK):
+        chunk = decision_ids[start : start + _CHUNK]
+        conn.execute(update(Decision).where(Decision.id.in_(chunk)).values(learned_version=version))
+
+
+_CHUNK = 5000  # SQLite caps bound parameters per statement
+
+
+# --- policy versions --------------------------------------------------------------------------
+
+_POLICY_META = [c for c in PolicyVersion.__table__.c if c.name != "model_bytes"]
+
+
+def active_policy(conn: Connection) -> dict[str, Any] | None:
+    row = conn.execute(
+        select(PolicyVersion.__table__).where(PolicyVersion.active.is_(True))
+    ).first()
+    return dict(row._mapping) if row else None
+
+
+def active_policy_id(conn: Connection) -> int | None:
+    return conn.execute(select(PolicyVersion.id).where(PolicyVersion.active.is_(True))).scalar()
+
+
+def get_policy(conn: Connection, version: int, with_bytes: bool = False) -> dict[str, Any] | None:
+    cols = list(PolicyVersion.__table__.c) if with_bytes else _POLICY_META
+    row = conn.execute(select(*cols).where(PolicyVersion.id == version)).first()
+    return dict(row._mapping) if row else None
+
+
+def list_policies(conn: Connection, limit: int = 100) -> list[dict[str, Any]]:
+    stmt = select(*_POLICY_META).order_by(PolicyVersion.id.desc()).limit(limit)
+    return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+def insert_policy(conn: Connection, *, activate: bool, **fields: Any) -> int:
+    version = conn.execute(
+        insert(PolicyVersion).values(**fields, active=False)
+    ).inserted_primary_key
+    assert version is not None
+    if activate:
+        activate_policy(conn, int(version[0]))
+    return int(version[0])
+
+
+def activate_policy(conn: Connection, version: int) -> None:
+    # Deactivate first: the partial unique index allows one active row at any instant.
+    conn.execute(update(PolicyVersion).where(PolicyVersion.active.is_(True)).values(active=False))
+    conn.execute(
+        update(PolicyVersion)
+        .where(PolicyVersion.id == version)
+        .values(active=True, activated_at=utcnow())
+    )
+
+
+# --- jobs -------------------------------------------------------------------------------------
+
+
+def create_job(conn: Connection, kind: str, trigger: str) -> int:
+    res = conn.execute(insert(Job).values(kind=kind, status="queued", trigger=trigger, result={}))
+    assert res.inserted_primary_key is not None
+    return int(res.inserted_primary_key[0])
+
+
+def start_job(conn: Connection, job_id: int) -> None:
+    conn.execute(update(Job).where(Job.id == job_id).values(status="running", started_at=utcnow()))
+
+
+def finish_job(
+    conn: Connection, job_id: int, status: str, result: dict[str, Any], error: str | None = None
+) -> None:
+    conn.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(status=status, finished_at=utcnow(), result=result, error=error)
+    )
+
+
+def get_job(conn: Connection, job_id: int) -> dict[str, Any] | None:
+    row = conn.execute(select(Job.__table__).where(Job.id == job_id)).first()
+    return dict(row._mapping) if row else None
+
+
+def list_jobs(conn: Connection, limit: int = 50) -> list[dict[str, Any]]:
+    stmt = select(Job.__table__).order_by(Job.id.desc()).limit(limit)
+    return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+def running_job(conn: Connection, kind: str) -> dict[str, Any] | None:
+    row = conn.execute(
+        select(Job.__table__).where(Job.kind == kind, Job.status.in_(("queued", "running")))
+    ).first()
+    return dict(row._mapping) if row else None
+
+
+# --- change detection for other processes -----------------------------------------------------
+
+
+def state_fingerprint(conn: Connection) -> tuple[int | None, Any]:
+    """(active policy id, newest model change): when it moves, a serving process reloads."""
+    pid = active_policy_id(conn)
+    changed = conn.execute(select(func.max(LLMModel.updated_at))).scalar()
+    return pid, changed

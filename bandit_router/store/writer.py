@@ -1,0 +1,77 @@
+"""Group commit: one thread applies queued writes in a single transaction per batch.
+
+A request is acknowledged only after the transaction holding its write has committed, so an
+acknowledged decision or feedback is on disk; batching keeps SQLite (one writer) and PostgreSQL
+(one fsync per commit) fast under concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+log = logging.getLogger(__name__)
+
+WriteFn = Callable[[Connection], Any]
+_STOP = object()
+
+
+class GroupCommitWriter:
+    def __init__(self, engine: Engine, max_batch: int = 256) -> None:
+        self._engine = engine
+        self._max_batch = max_batch
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: WriteFn) -> Future[Any]:
+        fut: Future[Any] = Future()
+        self._queue.put((fn, fut))
+        return fut
+
+    async def write(self, fn: WriteFn) -> Any:
+        return await asyncio.wrap_future(self.submit(fn))
+
+    def close(self) -> None:
+        self._queue.put(_STOP)
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            batch = [item]
+            while len(batch) < self._max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    self._commit(batch)
+                    return
+                batch.append(nxt)
+            self._commit(batch)
+
+    def _commit(self, batch: list[tuple[WriteFn, Future[Any]]]) -> None:
+        try:
+            with self._engine.begin() as conn:
+                results = [fn(conn) for fn, _ in batch]
+        except Exception as exc:
+            # One bad write must not fail its neighbours: retry each on its own.
+            if len(batch) > 1:
+                for one in batch:
+                    self._commit([one])
+                return
+            log.warning("write failed: %s", exc)
+            batch[0][1].set_exception(exc)
+            return
+        for (_, fut), res in zip(batch, results, strict=True):
+            fut.set_result(res)

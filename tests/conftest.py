@@ -1,0 +1,101 @@
+"""Shared fixtures: a real encoder (loaded once), databases on SQLite and PostgreSQL, the app."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from bandit_router.config import Settings, load_settings
+
+PG_ADMIN_URL = os.environ.get(
+    "BANDIT_ROUTER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+SHARED_DATA = Path(
+    os.environ.get(
+        "BANDIT_ROUTER_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"
+    )
+)
+
+POOL_YAML = """
+models:
+  - {name: strong, input_price: 10.0, output_price: 30.0, expected_output_tokens: 300}
+  - {name: mid, input_price: 1.0, output_price: 2.0, expected_output_tokens: 300}
+  - {name: cheap, input_price: 0.1, output_price: 0.2, expected_output_tokens: 300}
+"""
+
+
+@pytest.fixture(scope="session")
+def encoder():  # type: ignore[no-untyped-def]
+    from bandit_router.embed.encoder import Encoder
+
+    return Encoder(threads=2)
+
+
+@pytest.fixture
+def pool_file(tmp_path: Path) -> Path:
+    path = tmp_path / "pool.yaml"
+    path.write_text(POOL_YAML)
+    return path
+
+
+def _postgres_database() -> Iterator[str]:
+    name = f"br_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001 - say clearly what CI needs
+        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not reachable ({exc}); .ci/run starts it")
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/router.db"
+    else:
+        yield from _postgres_database()
+
+
+@pytest.fixture
+def settings(database_url: str, pool_file: Path) -> Settings:
+    from bandit_router.store.db import migrate
+
+    migrate(database_url)
+    return load_settings(
+        database_url=database_url,
+        pool_file=pool_file,
+        scheduler_enabled=False,
+        state_poll_seconds=0.2,
+        reward_wait_seconds=0,
+    )
+
+
+@pytest.fixture
+def runtime(settings: Settings, encoder):  # type: ignore[no-untyped-def]
+    from bandit_router.runtime import Runtime
+
+    rt = Runtime(settings, encoder=encoder, scheduler=False)
+    yield rt
+    rt.close()
+
+
+@pytest.fixture
+def client(settings: Settings, runtime):  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    from bandit_router.api.app import create_app
+
+    with TestClient(create_app(settings, runtime)) as c:
+        yield c
