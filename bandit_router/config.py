@@ -1,4 +1,4 @@
-"""Settings: every knob of the service, read from BANDIT_ROUTER_* environment variables (or .env)."""
+"""Settings: every knob of the service, from BANDIT_ROUTER_* environment variables (or .env)."""
 
 from __future__ import annotations
 

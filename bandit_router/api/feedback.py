@@ -18,7 +18,7 @@ router = APIRouter(tags=["feedback"])
 
 
 def idempotency_key(req: FeedbackRequest) -> str:
-    """Without a client key, identical feedback (same type, value, other model, source) counts once."""
+    """Without a client key, identical feedback (type, value, other model, source) counts once."""
     if req.idempotency_key:
         return req.idempotency_key
     raw = f"{req.type}|{req.value!r}|{req.other_model}|{req.source}"

@@ -49,7 +49,7 @@ class RouteRequest(BaseModel):
 
     def query_text(self) -> str:
         """What the policy embeds: the prompt, or the last user message of a conversation
-        (what the request is about; a long system prompt would otherwise fill the 256-token window)."""
+        (what the request is about; a long system prompt would fill the 256-token window)."""
         if self.prompt is not None:
             return self.prompt
         users = [m for m in self.messages or [] if m.role == "user"]
@@ -115,7 +115,7 @@ class FeedbackRequest(BaseModel):
         if self.type == "pairwise":
             if v not in ("win", "loss", "tie"):
                 raise ValueError(
-                    "pairwise feedback takes value 'win', 'loss' or 'tie' (for this decision's model)"
+                    "pairwise feedback takes 'win', 'loss' or 'tie' (for this decision's model)"
                 )
             if not self.other_model:
                 raise ValueError(

@@ -91,7 +91,7 @@ class JobRunner:
 
 
 def fail_interrupted_jobs(engine: Engine) -> int:
-    """Jobs left queued/running by a process that died are marked failed (the policy is untouched)."""
+    """Jobs left queued/running by a dead process are marked failed (the policy is untouched)."""
     with engine.begin() as conn:
         res = conn.execute(
             update(Job)

@@ -24,7 +24,7 @@ def build(
     label: tuple[int, float, float] | None = None,
 ) -> list[Example]:
     """Multi-example for `models`; `label` = (action index, VW cost, probability) when learning."""
-    shared = Example(vw, {"s": list(zip(_NAMES, emb.tolist()))}, labelType=_CB)
+    shared = Example(vw, {"s": list(zip(_NAMES, emb.tolist(), strict=False))}, labelType=_CB)
     shared.set_label_string("shared")
     out = [shared]
     for i, name in enumerate(models):

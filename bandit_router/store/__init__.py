@@ -1,1 +1,1 @@
-"""SQL store: typed SQLAlchemy models, engine set-up, repository functions and the group-commit writer."""
+"""SQL store: typed SQLAlchemy models, engine set-up, repository functions, group-commit writer."""
