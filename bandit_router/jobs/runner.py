@@ -37,29 +37,29 @@ class JobRunner:
         self._jobs = dict(jobs or JOBS)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobs")
         self._lock = threading.Lock()
-        self._pending: dict[str, int] = {}
+        self._pending: dict[str, tuple[int, Future[dict[str, Any]]]] = {}
 
     @property
     def kinds(self) -> list[str]:
         return sorted(self._jobs)
 
-    def submit(self, kind: str, trigger: str) -> tuple[int, Future[dict[str, Any]] | None]:
-        """Queue a run; if one of this kind is already queued or running, return its id instead."""
+    def submit(self, kind: str, trigger: str) -> tuple[int, Future[dict[str, Any]]]:
+        """Queue a run; if one of this kind is already queued or running, return that one."""
         if kind not in self._jobs:
             raise KeyError(kind)
         with self._lock:
             if kind in self._pending:
-                return self._pending[kind], None
+                return self._pending[kind]
             with self._engine.begin() as conn:
                 job_id = repo.create_job(conn, kind, trigger)
-            self._pending[kind] = job_id
-        return job_id, self._executor.submit(self._execute, kind, job_id)
+            fut = self._executor.submit(self._execute, kind, job_id)
+            self._pending[kind] = (job_id, fut)
+        return job_id, fut
 
     def run(self, kind: str, trigger: str = "cli") -> dict[str, Any]:
-        """Run now and wait; returns the job row."""
+        """Run now (or join the run under way) and wait; returns the job row."""
         job_id, fut = self.submit(kind, trigger)
-        if fut is not None:
-            fut.result()
+        fut.result()
         with self._engine.connect() as conn:
             row = repo.get_job(conn, job_id)
         assert row is not None

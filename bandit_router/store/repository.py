@@ -75,8 +75,9 @@ def insert_feedback(conn: Connection, row: dict[str, Any]) -> str:
     if found is None:
         return "not_found"
     row = {**row, "late": found[0] is not None}  # arrived after its decision was learned
-    ins = _insert_ignore(conn, Feedback).values(**row)
-    return "created" if conn.execute(ins).rowcount == 1 else "duplicate"
+    # RETURNING, not rowcount: psycopg reports -1 for inserts that return the generated key.
+    ins = _insert_ignore(conn, Feedback).values(**row).returning(Feedback.id)
+    return "created" if conn.execute(ins).first() is not None else "duplicate"
 
 
 def _insert_ignore(conn: Connection, model: type) -> Any:
