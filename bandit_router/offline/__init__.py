@@ -1,0 +1,1 @@
+"""Offline data: table formats, importers of published routing data, and replay tools."""
