@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 RESOURCES = Path(__file__).resolve().parent / "resources"
@@ -71,13 +71,12 @@ class Settings(BaseSettings):
             raise ValueError(f"pool file {v} does not exist")
         return v
 
-    @model_validator(mode="after")
-    def _vw_is_cb_adf(self) -> Settings:
-        if "--cb_adf" not in self.vw_args.split():
-            raise ValueError(
-                "vw_args must contain --cb_adf (the policy scores each model as an action)"
-            )
-        return self
+    @field_validator("vw_args")
+    @classmethod
+    def _vw_is_cb_adf(cls, v: str) -> str:
+        if "--cb_adf" not in v.split():
+            raise ValueError("must contain --cb_adf (the policy scores each model as an action)")
+        return v
 
     def preset_lambda(self, preset: str) -> float:
         return {
