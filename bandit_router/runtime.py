@@ -58,7 +58,7 @@ class Runtime:
         self.scheduler = None
         if run_scheduler:
             fail_interrupted_jobs(self.engine)
-            self.scheduler = start_scheduler(self.runner, settings.update_interval_seconds)
+            self.scheduler = start_scheduler(self.runner, settings)
 
     @property
     def enabled_models(self) -> list[ModelSpec]:

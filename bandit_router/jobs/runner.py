@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 JobFn = Callable[[Engine, Settings], dict[str, Any]]
 JOBS: dict[str, JobFn] = {"update": run_update}
+# Periodic jobs: kind -> the Settings field holding its interval in seconds.
+SCHEDULE: dict[str, str] = {"update": "update_interval_seconds"}
 
 
 class JobRunner:

@@ -1,22 +1,24 @@
-"""APScheduler: runs the update job on an interval inside the process that owns scheduling."""
+"""APScheduler: runs the periodic jobs inside the one process that owns scheduling."""
 
 from __future__ import annotations
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from bandit_router.jobs.runner import JobRunner
+from bandit_router.config import Settings
+from bandit_router.jobs.runner import SCHEDULE, JobRunner
 
 
-def start_scheduler(runner: JobRunner, interval_seconds: float) -> BackgroundScheduler:
+def start_scheduler(runner: JobRunner, settings: Settings) -> BackgroundScheduler:
     sched = BackgroundScheduler(daemon=True)
-    sched.add_job(
-        runner.submit,
-        "interval",
-        args=["update", "schedule"],
-        seconds=interval_seconds,
-        id="update",
-        coalesce=True,
-        max_instances=1,
-    )
+    for kind, interval_field in SCHEDULE.items():
+        sched.add_job(
+            runner.submit,
+            "interval",
+            args=[kind, "schedule"],
+            seconds=float(getattr(settings, interval_field)),
+            id=kind,
+            coalesce=True,
+            max_instances=1,
+        )
     sched.start()
     return sched
