@@ -1,0 +1,1 @@
+"""Gold-audit statistics: bias correction of preference feedback, PPI++ intervals and OPE."""
