@@ -12,7 +12,7 @@ from bandit_router.api.schemas import FeedbackRequest, FeedbackResponse
 from bandit_router.jobs.rewards import to_reward
 from bandit_router.runtime import Runtime
 from bandit_router.store import repository as repo
-from bandit_router.store.models import utcnow
+from bandit_router.store.rows import feedback_row
 
 router = APIRouter(tags=["feedback"])
 
@@ -30,16 +30,15 @@ async def feedback(
     req: FeedbackRequest, response: Response, rt: Annotated[Runtime, Depends(get_runtime)]
 ) -> FeedbackResponse:
     reward = to_reward(req.type, req.value)
-    row = {
-        "decision_id": req.decision_id,
-        "created_at": utcnow(),
-        "type": req.type,
-        "value": {"value": req.value},
-        "other_model": req.other_model,
-        "reward": reward,
-        "source": req.source,
-        "idempotency_key": idempotency_key(req),
-    }
+    row = feedback_row(
+        req.decision_id,
+        req.type,
+        req.value,
+        reward,
+        source=req.source,
+        idempotency_key=idempotency_key(req),
+        other_model=req.other_model,
+    )
     status = await rt.writer.write(lambda conn: repo.insert_feedback(conn, row))
     if status == "not_found":
         raise HTTPException(404, f"decision {req.decision_id} does not exist")

@@ -11,11 +11,11 @@ from sqlalchemy import Connection
 from bandit_router.api.deps import get_runtime
 from bandit_router.api.schemas import CandidateOut, RouteRequest, RouteResponse
 from bandit_router.embed.service import text_hash
-from bandit_router.policy.decide import Choice, decide
+from bandit_router.policy.decide import decide
 from bandit_router.policy.pool import ModelSpec
 from bandit_router.runtime import Runtime
 from bandit_router.store import repository as repo
-from bandit_router.store.models import utcnow
+from bandit_router.store.rows import decision_row
 
 router = APIRouter(tags=["routing"])
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
@@ -42,36 +42,6 @@ def select_candidates(rt: Runtime, req: RouteRequest) -> list[ModelSpec]:
     return out
 
 
-def decision_row(
-    rt: Runtime,
-    decision_id: str,
-    req: RouteRequest,
-    key: str,
-    emb: Any,
-    choice: Choice,
-    lam: float,
-    input_tokens: int,
-    version: int,
-) -> dict[str, Any]:
-    return {
-        "id": decision_id,
-        "created_at": utcnow(),
-        "prompt_hash": key,
-        "prompt": req.full_text() if rt.settings.store_prompts else None,
-        "embedding": emb.astype("float32").tobytes(),
-        "input_tokens": input_tokens,
-        "lam": lam,
-        "preset": req.preset,
-        "candidates": choice.candidates(),
-        "chosen_model": choice.model,
-        "probability": choice.probability,
-        "exploration": rt.exploration.kind,
-        "policy_version": version,
-        "audit_probability": 0.0,
-        "audit_selected": False,
-    }
-
-
 @router.post("/v1/route", response_model=RouteResponse, response_model_by_alias=True)
 async def route(req: RouteRequest, rt: RuntimeDep) -> RouteResponse:
     candidates = select_candidates(rt, req)
@@ -91,7 +61,18 @@ async def route(req: RouteRequest, rt: RuntimeDep) -> RouteResponse:
     choice = decide(
         policy, decision_id, emb, candidates, input_tokens, cost_ref, lam, rt.exploration
     )
-    row = decision_row(rt, decision_id, req, key, emb, choice, lam, input_tokens, policy.version)
+    row = decision_row(
+        decision_id,
+        choice,
+        emb,
+        lam=lam,
+        input_tokens=input_tokens,
+        policy_version=policy.version,
+        exploration=rt.exploration.kind,
+        prompt_hash=key,
+        prompt=req.full_text() if rt.settings.store_prompts else None,
+        preset=req.preset,
+    )
     await rt.writer.write(lambda conn: repo.insert_decisions(conn, [row]))
     return RouteResponse(
         decision_id=decision_id,

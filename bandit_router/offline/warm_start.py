@@ -1,0 +1,70 @@
+"""Warm start: turn an offline router's predictions into the service's first policy version.
+
+VW is pretrained on full-information examples — one per (prompt, model), labelled with the offline
+router's predicted quality, probability 1 — under the exact production arguments, so the saved
+model loads in the service. Exploration is computed by the service from a fixed γ, so pretraining
+does not make it greedy (VW's own SquareCB would: its γ grows with the number of learn calls).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sqlalchemy import Engine
+
+from bandit_router.policy.learner import QualityModel
+from bandit_router.store import repository as repo
+
+
+def pretrain(
+    model: QualityModel,
+    X: np.ndarray,
+    models: Sequence[str],
+    quality: np.ndarray,
+    passes: int = 1,
+    seed: int = 0,
+) -> dict[str, int]:
+    """Learn quality[i, k] for every prompt i and model k (in shuffled order); returns counts."""
+    rng = np.random.default_rng(seed)
+    n, k = quality.shape
+    names = list(models)
+    for _ in range(passes):
+        for flat in rng.permutation(n * k):
+            i, j = divmod(int(flat), k)
+            model.learn(X[i], names, j, float(quality[i, j]), 1.0)
+    return {m: n * passes for m in names}
+
+
+def publish_warm_start(
+    engine: Engine,
+    vw_args: str,
+    X: np.ndarray,
+    models: Sequence[str],
+    quality: np.ndarray,
+    *,
+    passes: int = 1,
+    seed: int = 0,
+    activate: bool = True,
+    source: str = "warm_start",
+    metrics: dict[str, object] | None = None,
+) -> int:
+    """Pretrain a fresh policy and store it as a new (by default active) version."""
+    model = QualityModel(vw_args)
+    try:
+        counts = pretrain(model, X, models, quality, passes=passes, seed=seed)
+        blob = model.to_bytes()
+    finally:
+        model.close()
+    with engine.begin() as conn:
+        parent = repo.active_policy_id(conn)
+        return repo.insert_policy(
+            conn,
+            activate=activate,
+            vw_args=vw_args,
+            model_bytes=blob,
+            model_counts=counts,
+            metrics={"prompts": int(X.shape[0]), "passes": passes, **(metrics or {})},
+            source=source,
+            parent_id=parent,
+        )
