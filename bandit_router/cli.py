@@ -14,16 +14,45 @@ from bandit_router.config import ConfigError, Settings, load_settings
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 
+SQLITE_ONE_PROCESS = (
+    "--workers > 1 needs PostgreSQL (BANDIT_ROUTER_DATABASE_URL=postgresql://...): SQLite lets one "
+    "process write at a time, so several workers would queue on its file lock instead of "
+    "group-committing together; on SQLite run one process, which also runs the scheduler"
+)
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from bandit_router.api.app import create_app
 
+    workers = args.workers or settings.serve_workers
+    if workers > 1 and settings.database_url.startswith("sqlite"):
+        print(f"bandit-router: {SQLITE_ONE_PROCESS}", file=sys.stderr)
+        return 2
     if settings.database_url.startswith("sqlite") and settings.database_url.endswith(
         "bandit-router.db"
     ):
         logging.getLogger("bandit_router").info("database: %s", settings.database_url)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    common = {"host": args.host, "port": args.port, "log_level": args.log_level}
+    if workers == 1:
+        uvicorn.run(create_app(settings), **common)
+    else:
+        # Each worker is a new process that builds its own app (and Runtime) from the environment.
+        uvicorn.run("bandit_router.api.app:app_from_env", factory=True, workers=workers, **common)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    import signal
+    import threading
+
+    from bandit_router.jobs.lock import run_worker
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    run_worker(settings, stop)
     return 0
 
 
@@ -75,7 +104,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--log-level", default="info")
+    s.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="HTTP worker processes (PostgreSQL only; default BANDIT_ROUTER_SERVE_WORKERS or 1)",
+    )
     s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser(
+        "worker", help="run only the scheduled jobs, no HTTP (pair with API replicas)"
+    )
+    s.set_defaults(func=cmd_worker)
 
     s = sub.add_parser("migrate", help="upgrade a database to the newest schema")
     s.add_argument("--database-url", help="defaults to BANDIT_ROUTER_DATABASE_URL")

@@ -57,6 +57,26 @@ class Settings(BaseSettings):
     update_interval_seconds: float = Field(default=300.0, gt=0)
     state_poll_seconds: float = Field(default=2.0, gt=0)
 
+    # Operations: processes, scheduling
+    serve_workers: int = Field(default=1, ge=1, le=64)  # default of `serve --workers` (PostgreSQL)
+    # Non-owners retry the scheduler lock this often; the owner checks it still holds it as often.
+    scheduler_lock_retry_seconds: float = Field(default=10.0, gt=0)
+    # Bounds how long a request waits for an unreachable database before it gets a 503.
+    database_connect_timeout_seconds: int = Field(default=5, ge=1)
+    # An installed copy (e.g. the container image) has no source tree around it to find them in.
+    migrations_dir: Path | None = None
+
+    # Production: auth, limits, proxy, metrics
+    # Keys are enforced once any key exists; these force them on with none, or switch auth off.
+    auth_required: bool = False
+    auth_disabled: bool = False  # run open on purpose, e.g. behind an authenticating gateway
+    rate_limit_per_second: float = Field(default=50.0, ge=0)  # per key and process; 0 = no limit
+    rate_limit_burst: int = Field(default=100, ge=1)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    proxy_timeout_seconds: float = Field(default=120.0, gt=0)  # per upstream attempt
+    proxy_max_attempts: int = Field(default=3, ge=1)  # the chosen model plus fallbacks
+    log_format: Literal["text", "json"] = "text"
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, v: str) -> str:
@@ -69,6 +89,13 @@ class Settings(BaseSettings):
     def _pool_exists(cls, v: Path) -> Path:
         if not v.is_file():
             raise ValueError(f"pool file {v} does not exist")
+        return v
+
+    @field_validator("migrations_dir")
+    @classmethod
+    def _migrations_exist(cls, v: Path | None) -> Path | None:
+        if v is not None and not (v / "env.py").is_file():
+            raise ValueError(f"{v} is not an Alembic migrations folder (no env.py)")
         return v
 
     @field_validator("vw_args")

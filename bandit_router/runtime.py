@@ -14,8 +14,8 @@ from sqlalchemy.engine import make_url
 
 from bandit_router.config import Settings
 from bandit_router.embed.service import EmbeddingService, TextEncoder
-from bandit_router.jobs.runner import JobRunner, fail_interrupted_jobs
-from bandit_router.jobs.scheduler import start_scheduler
+from bandit_router.jobs.lock import SchedulerOwnership
+from bandit_router.jobs.runner import JobRunner
 from bandit_router.policy.decide import Policy
 from bandit_router.policy.exploration import ExplorationConfig
 from bandit_router.policy.pool import ModelSpec, load_pool_file
@@ -32,7 +32,9 @@ class Runtime:
         self, settings: Settings, encoder: TextEncoder | None = None, scheduler: bool | None = None
     ) -> None:
         self.settings = settings
-        self.engine: Engine = make_engine(settings.database_url)
+        self.engine: Engine = make_engine(
+            settings.database_url, connect_timeout=settings.database_connect_timeout_seconds
+        )
         prepare_database(self.engine, settings)
         if encoder is None:
             from bandit_router.embed.encoder import Encoder
@@ -55,10 +57,10 @@ class Runtime:
         self.refresh()
         self.runner = JobRunner(self.engine, settings, on_success=self.refresh)
         run_scheduler = settings.scheduler_enabled if scheduler is None else scheduler
-        self.scheduler = None
-        if run_scheduler:
-            fail_interrupted_jobs(self.engine)
-            self.scheduler = start_scheduler(self.runner, settings)
+        # Every process may ask; one per database gets it (see jobs/lock.py).
+        self.scheduling = (
+            SchedulerOwnership(self.runner, self.engine, settings) if run_scheduler else None
+        )
 
     @property
     def enabled_models(self) -> list[ModelSpec]:
@@ -79,8 +81,8 @@ class Runtime:
         self._fingerprint = fingerprint
 
     def close(self) -> None:
-        if self.scheduler is not None:
-            self.scheduler.shutdown(wait=False)
+        if self.scheduling is not None:
+            self.scheduling.close()
         self.runner.close()
         self.writer.close()
         self.embedder.close()

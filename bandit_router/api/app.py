@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 from bandit_router import __version__
 from bandit_router.api import admin, feedback, routing
 from bandit_router.api.deps import get_runtime
-from bandit_router.config import Settings
+from bandit_router.config import Settings, load_settings
 from bandit_router.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,16 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(OperationalError, _database_down)  # type: ignore[arg-type]
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The factory uvicorn calls in each worker process (`serve --workers N`): a worker is a fresh
+    interpreter, so it reads the same BANDIT_ROUTER_* environment the parent was started with
+    (and has no logging set up: without this, which worker owns the scheduler is never logged)."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return create_app(load_settings())
 
 
 async def _poll_state(rt: Runtime) -> None:

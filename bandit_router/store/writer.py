@@ -16,6 +16,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import OperationalError
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,14 @@ class GroupCommitWriter:
         try:
             with self._engine.begin() as conn:
                 results = [fn(conn) for fn, _ in batch]
+        except OperationalError as exc:
+            # The database is unreachable (or SQLite stayed locked): every write would fail the
+            # same way, and retrying them one by one would hold each request for another connect
+            # timeout. Fail the batch now so callers answer 503 at once.
+            log.warning("database unavailable, %d write(s) failed: %s", len(batch), exc.orig)
+            for _, fut in batch:
+                fut.set_exception(exc)
+            return
         except Exception as exc:
             # One bad write must not fail its neighbours: retry each on its own.
             if len(batch) > 1:
