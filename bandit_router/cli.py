@@ -95,6 +95,28 @@ def cmd_bench_latency(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_bench_load(args: argparse.Namespace, settings: Settings) -> int:
+    from bandit_router.bench.load import run_load_bench
+
+    try:
+        report = run_load_bench(
+            settings,
+            args.scenario,
+            duration_s=args.duration,
+            rate=args.rate,
+            workers=args.workers,
+            database_url=args.database_url,
+            pg_ctl=args.pg_ctl.split() if args.pg_ctl else None,
+            pg_down_s=args.pg_down_seconds,
+            out=args.out,
+        )
+    except ValueError as exc:
+        print(f"bandit-router: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=2))
+    return 0 if report["ok"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bandit-router", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -132,6 +154,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rate", type=float, default=None, help="open-loop requests/s (default: max)")
     s.add_argument("--out", default=None, help="write the JSON report here too")
     s.set_defaults(func=cmd_bench_latency)
+    s = bench.add_parser("load", help="sustained load, kill -9 and PostgreSQL-restart drills")
+    s.add_argument("--scenario", choices=["load", "kill", "pg-restart"], default="load")
+    s.add_argument("--duration", type=float, default=60.0, help="seconds of load")
+    s.add_argument("--rate", type=float, default=50.0, help="routes/s, each followed by feedback")
+    s.add_argument("--workers", type=int, default=1, help="serve --workers (PostgreSQL only)")
+    s.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
+    s.add_argument("--pg-ctl", default=None, help="pg-restart: command that takes stop / start")
+    s.add_argument("--pg-down-seconds", type=float, default=3.0)
+    s.add_argument("--out", default=None, help="write the JSON report here too")
+    s.set_defaults(func=cmd_bench_load)
     for register in _extensions():
         register(sub)
     return p

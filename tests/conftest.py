@@ -87,6 +87,12 @@ def _postgres_database(admin, template: str) -> Iterator[str]:  # type: ignore[n
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+@pytest.fixture
+def pg_url(pg_admin, pg_template) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """A migrated PostgreSQL database of the test's own (for tests that are PostgreSQL-only)."""
+    yield from _postgres_database(pg_admin, pg_template)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
