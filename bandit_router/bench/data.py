@@ -52,9 +52,7 @@ def _output_tokens(gm: GoldMatrix) -> np.ndarray:
     out = np.full(gm.scores.shape, np.nan)
     if gm.output_tokens is not None:
         out = np.asarray(gm.output_tokens, dtype=float)
-    medians = np.array(
-        [np.nanmedian(col) if np.isfinite(col).any() else np.nan for col in out.T]
-    )
+    medians = np.array([np.nanmedian(col) if np.isfinite(col).any() else np.nan for col in out.T])
     overall = np.nanmedian(medians) if np.isfinite(medians).any() else DEFAULT_OUTPUT_TOKENS
     medians = np.where(np.isfinite(medians), medians, overall)
     return np.where(np.isfinite(out), out, medians[None, :])
@@ -76,7 +74,9 @@ def _costs_from_prices(
     p_out = np.array([prices[m][1] for m in gm.models])
     costs = (in_tok[:, None] * p_in[None, :] + out_tok * p_out[None, :]) / 1e6
     pool = [
-        ModelSpec(m, float(p_in[k]), float(p_out[k]), max(1, round(float(np.median(out_tok[:, k])))))
+        ModelSpec(
+            m, float(p_in[k]), float(p_out[k]), max(1, round(float(np.median(out_tok[:, k]))))
+        )
         for k, m in enumerate(gm.models)
     ]
     return gm, costs, pool, in_tok

@@ -1,9 +1,188 @@
-"""CLI sub-commands for offline data and training (filled in by the offline issue)."""
+"""CLI sub-commands for offline data, offline routers, warm start and the replay benchmark."""
 
 from __future__ import annotations
 
+import argparse
+import json
+from pathlib import Path
 from typing import Any
+
+from bandit_router.config import Settings
+
+
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    from bandit_router.offline.importers import import_data
+
+    df = import_data(args.format, Path(args.path), Path(args.out))
+    print(f"wrote {len(df)} rows to {args.out}")
+    return 0
+
+
+def _embed(settings: Settings, texts: list[str], cache_dir: Path) -> Any:
+    from bandit_router.bench.data import embed_prompts
+
+    return embed_prompts(settings, texts, cache_dir)
+
+
+def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    import numpy as np
+
+    from bandit_router.offline import routers
+    from bandit_router.offline.formats import gold_matrix, load_battles, load_gold
+
+    cache = Path(args.cache_dir)
+    if args.kind == "gold":
+        gm = gold_matrix(load_gold(Path(args.data)))
+        if gm.split is not None and args.train_split_only:
+            gm = gm.take(np.flatnonzero(gm.split == "train"))
+        X = _embed(settings, [str(p) for p in gm.prompts], cache)
+        router: Any = routers.GoldRegressionRouter(models=gm.models).fit(X, gm.scores)
+    else:
+        battles = load_battles(Path(args.data))
+        prompts = sorted(set(battles["prompt"]))
+        index = {p: i for i, p in enumerate(prompts)}
+        X = _embed(settings, prompts, cache)
+        rows = battles["prompt"].map(index).to_numpy()
+        cls = (
+            routers.BradleyTerryMFRouter if args.kind == "mf" else routers.SimilarityWeightedRouter
+        )
+        router = cls().fit(X, battles["model_a"], battles["model_b"], battles["winner"], rows=rows)
+    router.save(Path(args.out))
+    print(f"trained {args.kind} router over {len(router.models)} models -> {args.out}")
+    return 0
+
+
+def cmd_warm_start(args: argparse.Namespace, settings: Settings) -> int:
+    from bandit_router.offline.formats import read_table
+    from bandit_router.offline.routers import load_router
+    from bandit_router.offline.warm_start import publish_warm_start
+    from bandit_router.runtime import prepare_database
+    from bandit_router.store import repository as repo
+    from bandit_router.store.db import make_engine
+
+    router = load_router(Path(args.router))
+    rename = dict(item.split("=", 1) for item in args.model_map or [])
+    engine = make_engine(settings.database_url)
+    prepare_database(engine, settings)
+    with engine.connect() as conn:
+        pool = {m["name"] for m in repo.list_models(conn)}
+    names = [rename.get(m, m) for m in router.models]
+    keep = [k for k, m in enumerate(names) if m in pool]
+    if not keep:
+        raise SystemExit(
+            f"none of the router's models {router.models} is in the pool {sorted(pool)}"
+        )
+    prompts = sorted(set(read_table(Path(args.prompts))["prompt"].astype(str)))[: args.limit]
+    X = _embed(settings, prompts, Path(args.cache_dir))
+    quality = router.predict_quality(X)[:, keep]
+    version = publish_warm_start(
+        engine,
+        settings.vw_args,
+        X,
+        [names[k] for k in keep],
+        quality,
+        passes=args.passes,
+        metrics={"router": str(args.router)},
+    )
+    print(
+        f"published warm-start policy version {version} ({len(keep)} models, {len(prompts)} prompts)"
+    )
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from bandit_router.bench.replay import ReplayOptions, run_replay
+
+    opts = ReplayOptions(
+        rounds=args.rounds,
+        seed=args.seed,
+        test_fraction=args.test_fraction,
+        batch=args.batch,
+        online_lambda=args.online_lambda,
+        feedback_noise=args.feedback_noise,
+        max_prompts=args.max_prompts,
+        progress=not args.quiet,
+    )
+    prices = Path(args.prices) if args.prices else None
+    result = run_replay(
+        settings, Path(args.gold), prices, Path(args.out), opts, Path(args.cache_dir)
+    )
+    brief = {
+        p["policy"]: {
+            k: p.get(k)
+            for k in (
+                "area",
+                "cost_share_to_match_best_single",
+                "apgr",
+                "cpt50",
+                "cpt80",
+                "max_quality",
+            )
+        }
+        for p in result["policies"]
+    }
+    print(
+        json.dumps(
+            {
+                "best_single_model": result["best_single_model"],
+                "policies": brief,
+                "online": result["online"],
+                "seconds": result["seconds"],
+            },
+            indent=2,
+        )
+    )
+    return 0
 
 
 def register(sub: Any) -> None:
-    return None
+    from bandit_router.offline.importers import IMPORTERS
+
+    cache_default = "./var/cache"
+    data = sub.add_parser("data", help="offline data sets").add_subparsers(
+        dest="data", required=True
+    )
+    s = data.add_parser("import", help="convert a published data set into our gold/battles format")
+    s.add_argument("format", choices=sorted(IMPORTERS))
+    s.add_argument("path")
+    s.add_argument("--out", required=True, help=".parquet, .csv or .jsonl")
+    s.set_defaults(func=cmd_import)
+
+    s = sub.add_parser("train-offline", help="train an offline router (battles or gold labels)")
+    s.add_argument("--kind", choices=["mf", "sw", "gold"], required=True)
+    s.add_argument("--data", required=True, help="battles table (mf, sw) or gold table (gold)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--cache-dir", default=cache_default)
+    s.add_argument("--train-split-only", action="store_true")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("warm-start", help="publish an offline router as the active policy")
+    s.add_argument("--router", required=True)
+    s.add_argument("--prompts", required=True, help="a table with a 'prompt' column")
+    s.add_argument("--limit", type=int, default=5000)
+    s.add_argument("--passes", type=int, default=1)
+    s.add_argument("--model-map", nargs="*", help="router_name=pool_name ...")
+    s.add_argument("--cache-dir", default=cache_default)
+    s.set_defaults(func=cmd_warm_start)
+
+    bench = _bench_parser(sub)
+    s = bench.add_parser("replay", help="replay a gold table through the service's policy code")
+    s.add_argument("--gold", required=True)
+    s.add_argument("--prices", help="pool YAML or price CSV (not needed with cost_usd)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--rounds", type=int, default=10_000)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--test-fraction", type=float, default=0.5)
+    s.add_argument("--batch", type=int, default=500, help="rounds between update jobs")
+    s.add_argument("--online-lambda", type=float, default=0.1)
+    s.add_argument("--feedback-noise", type=float, default=0.0)
+    s.add_argument("--max-prompts", type=int, default=None)
+    s.add_argument("--cache-dir", default=cache_default)
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_replay)
+
+
+def _bench_parser(sub: Any) -> Any:
+    """The `bench` sub-parser group created by cli.py (benchmarks live with their domains)."""
+    bench = sub.choices["bench"]
+    return next(a for a in bench._actions if isinstance(a, argparse._SubParsersAction))
