@@ -169,6 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def bench_group(sub: Any) -> Any:
+    """The `bench` sub-command group, for domains that add their own benchmarks to it."""
+    bench = sub.choices["bench"]
+    return next(a for a in bench._actions if isinstance(a, argparse._SubParsersAction))
+
+
 def _extensions() -> list[Callable[[Any], None]]:
     """Sub-commands that live with their domain: offline data and training, audits, operations."""
     from bandit_router.api.commands import register as api_commands

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bandit_router.cli import bench_group
 from bandit_router.config import Settings
 
 
@@ -84,9 +85,7 @@ def cmd_warm_start(args: argparse.Namespace, settings: Settings) -> int:
         passes=args.passes,
         metrics={"router": str(args.router)},
     )
-    print(
-        f"published warm-start policy version {version} ({len(keep)} models, {len(prompts)} prompts)"
-    )
+    print(f"published warm-start policy {version}: {len(keep)} models, {len(prompts)} prompts")
     return 0
 
 
@@ -165,7 +164,7 @@ def register(sub: Any) -> None:
     s.add_argument("--cache-dir", default=cache_default)
     s.set_defaults(func=cmd_warm_start)
 
-    bench = _bench_parser(sub)
+    bench = bench_group(sub)
     s = bench.add_parser("replay", help="replay a gold table through the service's policy code")
     s.add_argument("--gold", required=True)
     s.add_argument("--prices", help="pool YAML or price CSV (not needed with cost_usd)")
@@ -180,9 +179,3 @@ def register(sub: Any) -> None:
     s.add_argument("--cache-dir", default=cache_default)
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_replay)
-
-
-def _bench_parser(sub: Any) -> Any:
-    """The `bench` sub-parser group created by cli.py (benchmarks live with their domains)."""
-    bench = sub.choices["bench"]
-    return next(a for a in bench._actions if isinstance(a, argparse._SubParsersAction))

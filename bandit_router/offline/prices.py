@@ -2,7 +2,7 @@
 
 Published data sets and price tables spell model names differently (`mistralai/Mixtral-8x7B-
 Instruct-v0.1` vs `mixtral-8x7b-instruct`), so names are normalised and a few known aliases are
-listed. A base (non-chat) model is priced as its chat/instruct sibling: same size, same serving cost.
+listed. A base (non-chat) model is priced as its chat/instruct sibling (same size, same cost).
 """
 
 from __future__ import annotations
