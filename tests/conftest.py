@@ -134,3 +134,54 @@ def client(settings: Settings, runtime):  # type: ignore[no-untyped-def]
 
     with TestClient(create_app(settings, runtime)) as c:
         yield c
+
+
+@pytest.fixture
+def make_client(settings: Settings, runtime):  # type: ignore[no-untyped-def]
+    """Start a client on the shared runtime with some settings changed (auth, limits, proxy, logs);
+    each one loads the API keys that exist when it starts."""
+    from contextlib import ExitStack
+
+    from fastapi.testclient import TestClient
+
+    from bandit_router.api.app import create_app
+
+    with ExitStack() as stack:
+
+        def make(**overrides: object) -> TestClient:
+            app = create_app(settings.model_copy(update=overrides), runtime)
+            return stack.enter_context(TestClient(app))
+
+        yield make
+
+
+@pytest.fixture
+def make_key(runtime):  # type: ignore[no-untyped-def]
+    """Create an API key in the test's database and return it: make_key("admin")."""
+    from bandit_router.store import keys
+
+    def make(role: str, name: str | None = None) -> str:
+        with runtime.engine.begin() as conn:
+            key, _ = keys.create_key(conn, role, name)
+        return key
+
+    return make
+
+
+@pytest.fixture
+def restore_logging():  # type: ignore[no-untyped-def]
+    """For tests that switch logs to JSON: put the process-wide logging set-up back afterwards."""
+    import logging
+
+    root = logging.getLogger()
+    saved_root = (root.level, [(h, h.formatter) for h in root.handlers])
+    loggers = [logging.getLogger(n) for n in ("uvicorn", "uvicorn.error", "uvicorn.access")]
+    saved = {lg.name: (lg.handlers[:], lg.propagate, lg.disabled) for lg in loggers}
+    yield
+    root.setLevel(saved_root[0])
+    root.handlers = [h for h, _ in saved_root[1]]
+    for handler, formatter in saved_root[1]:
+        handler.setFormatter(formatter)
+    for name, (handlers, propagate, disabled) in saved.items():
+        lg = logging.getLogger(name)
+        lg.handlers, lg.propagate, lg.disabled = handlers, propagate, disabled

@@ -16,8 +16,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from bandit_router import __version__
-from bandit_router.api import admin, feedback, routing
+from bandit_router.api import admin, auth, feedback, limits, metrics, proxy, routing
 from bandit_router.api.deps import get_runtime
+from bandit_router.api.logging import ObserveMiddleware, configure_logging
 from bandit_router.config import Settings, load_settings
 from bandit_router.runtime import Runtime
 
@@ -27,13 +28,20 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     """`runtime` lets tests share one loaded encoder; by default it is built at start-up."""
 
+    keys = auth.KeyCache()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.log_format)  # per worker process, after uvicorn's own set-up
         rt = runtime or await asyncio.to_thread(Runtime, settings)
         app.state.runtime = rt
         poller = asyncio.create_task(_poll_state(rt))
         try:
-            yield
+            async with (
+                auth.key_refresh(keys, rt.engine, settings),
+                proxy.upstream_client(app, settings),
+            ):
+                yield
         finally:
             poller.cancel()
             if runtime is None:
@@ -48,7 +56,14 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(routing.router)
     app.include_router(feedback.router)
     app.include_router(admin.router)
+    app.include_router(proxy.router)
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"])
+    app.add_api_route("/metrics", metrics.endpoint, methods=["GET"], include_in_schema=False)
+    # Added innermost first: observe (latency, access log) -> auth -> rate/body limits -> routes.
+    app.add_middleware(limits.LimitsMiddleware, settings=settings)
+    app.add_middleware(auth.AuthMiddleware, keys=keys, settings=settings)
+    json_logs = settings.log_format == "json"
+    app.add_middleware(ObserveMiddleware, access_lines=json_logs)
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(OperationalError, _database_down)  # type: ignore[arg-type]
     return app

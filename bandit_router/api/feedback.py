@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Response
 
+from bandit_router.api import metrics
 from bandit_router.api.deps import get_runtime
 from bandit_router.api.schemas import FeedbackRequest, FeedbackResponse
 from bandit_router.jobs.rewards import to_reward
@@ -40,6 +41,7 @@ async def feedback(
         other_model=req.other_model,
     )
     status = await rt.writer.write(lambda conn: repo.insert_feedback(conn, row))
+    metrics.record_feedback(req.type, status)
     if status == "not_found":
         raise HTTPException(404, f"decision {req.decision_id} does not exist")
     if status == "duplicate":

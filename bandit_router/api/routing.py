@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException
 from sqlalchemy import Connection
 
+from bandit_router.api import metrics
 from bandit_router.api.deps import get_runtime
+from bandit_router.api.logging import bind_decision
 from bandit_router.api.schemas import CandidateOut, RouteRequest, RouteResponse
 from bandit_router.embed.service import text_hash
-from bandit_router.policy.decide import decide
+from bandit_router.policy.decide import Choice, decide
 from bandit_router.policy.pool import ModelSpec
 from bandit_router.runtime import Runtime
+from bandit_router.store import keys as edge_store
 from bandit_router.store import repository as repo
 from bandit_router.store.rows import decision_row
 
@@ -42,9 +46,40 @@ def select_candidates(rt: Runtime, req: RouteRequest) -> list[ModelSpec]:
     return out
 
 
-@router.post("/v1/route", response_model=RouteResponse, response_model_by_alias=True)
-async def route(req: RouteRequest, rt: RuntimeDep) -> RouteResponse:
-    candidates = select_candidates(rt, req)
+@dataclass(frozen=True)
+class Routed:
+    """A committed decision: what /v1/route returns and what the proxy forwards on."""
+
+    decision_id: str
+    choice: Choice
+    lam: float
+    policy_version: int
+
+    def response(self) -> RouteResponse:
+        return RouteResponse(
+            decision_id=self.decision_id,
+            model=self.choice.model,
+            probability=self.choice.probability,
+            policy_version=self.policy_version,
+            lam=self.lam,
+            candidates=[
+                CandidateOut(
+                    model=c["model"],
+                    predicted_quality=c["quality"],
+                    expected_cost_usd=c["cost_usd"],
+                    score=c["score"],
+                    probability=c["probability"],
+                )
+                for c in self.choice.candidates()
+            ],
+        )
+
+
+async def route_request(
+    rt: Runtime, req: RouteRequest, candidates: list[ModelSpec], endpoint: str = "route"
+) -> Routed:
+    """The one routing code path (/v1/route and the OpenAI-compatible proxy): embed, decide,
+    commit the decision before returning it."""
     lam = (
         req.lam
         if req.lam is not None
@@ -58,6 +93,7 @@ async def route(req: RouteRequest, rt: RuntimeDep) -> RouteResponse:
     input_tokens = max(1, round(len(req.full_text()) / rt.settings.chars_per_token))
     cost_ref = max(m.expected_cost(input_tokens) for m in rt.enabled_models)
     decision_id = uuid.uuid4().hex
+    bind_decision(decision_id)
     choice = decide(
         policy, decision_id, emb, candidates, input_tokens, cost_ref, lam, rt.exploration
     )
@@ -74,23 +110,14 @@ async def route(req: RouteRequest, rt: RuntimeDep) -> RouteResponse:
         preset=req.preset,
     )
     await rt.writer.write(lambda conn: repo.insert_decisions(conn, [row]))
-    return RouteResponse(
-        decision_id=decision_id,
-        model=choice.model,
-        probability=choice.probability,
-        policy_version=policy.version,
-        lam=lam,
-        candidates=[
-            CandidateOut(
-                model=c["model"],
-                predicted_quality=c["quality"],
-                expected_cost_usd=c["cost_usd"],
-                score=c["score"],
-                probability=c["probability"],
-            )
-            for c in choice.candidates()
-        ],
-    )
+    metrics.record_decision(choice.model, endpoint)
+    return Routed(decision_id, choice, lam, policy.version)
+
+
+@router.post("/v1/route", response_model=RouteResponse, response_model_by_alias=True)
+async def route(req: RouteRequest, rt: RuntimeDep) -> RouteResponse:
+    routed = await route_request(rt, req, select_candidates(rt, req))
+    return routed.response()
 
 
 @router.get("/v1/decisions/{decision_id}")
@@ -106,4 +133,5 @@ def decision_view(conn: Connection, decision_id: str) -> dict[str, Any]:
     row.pop("embedding")
     row["lambda"] = row.pop("lam")
     row["feedback"] = repo.list_feedback(conn, decision_id)
+    row["proxy"] = edge_store.get_answer(conn, decision_id)  # who answered, if it was proxied
     return row

@@ -1,0 +1,165 @@
+"""Structured logs (one JSON object per line, BANDIT_ROUTER_LOG_FORMAT=json) that carry the
+request's decision id, and the outermost middleware that times every request for logs and metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bandit_router.api import metrics
+
+access_log = logging.getLogger("bandit_router.access")
+
+# A whole API key (prefix + secret) anywhere in a message: logged text never carries one.
+_KEY_PATTERN = re.compile(r"(brk_[0-9a-f]{8})_[A-Za-z0-9_-]{16,}")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+@dataclass
+class RequestContext:
+    """Mutable on purpose: set by the middleware, filled in by the endpoint (which may run in a
+    thread with a copied context) and read back by the access log."""
+
+    request_id: str
+    decision_id: str | None = None
+    key_prefix: str | None = None
+
+
+_current: ContextVar[RequestContext | None] = ContextVar("bandit_router_request", default=None)
+
+
+def current_request() -> RequestContext | None:
+    return _current.get()
+
+
+def bind_decision(decision_id: str) -> None:
+    """Tag the current request (and its log lines) with the decision it made."""
+    ctx = _current.get()
+    if ctx is not None:
+        ctx.decision_id = decision_id
+
+
+def bind_key(prefix: str) -> None:
+    ctx = _current.get()
+    if ctx is not None:
+        ctx.key_prefix = prefix
+
+
+def redact(text: str) -> str:
+    return _KEY_PATTERN.sub(r"\1_[redacted]", text)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, the request's ids, extra `fields`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+        }
+        ctx = _current.get()
+        if ctx is not None:
+            out["request_id"] = ctx.request_id
+            if ctx.decision_id:
+                out["decision_id"] = ctx.decision_id
+            if ctx.key_prefix:
+                out["key"] = ctx.key_prefix
+        out.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            out["exc"] = redact(self.formatException(record.exc_info))
+        return json.dumps(out, default=str)
+
+
+def configure_logging(log_format: str) -> None:
+    """Per process, at app start (after uvicorn set up its own loggers, so this wins). `text` keeps
+    the logging as it is; `json` formats every root handler as JSON and sends uvicorn's loggers
+    through them."""
+    if log_format != "json":
+        return
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(logging.StreamHandler(sys.stderr))
+    for handler in root.handlers:
+        handler.setFormatter(JsonFormatter())
+    if root.getEffectiveLevel() > logging.INFO:
+        root.setLevel(logging.INFO)
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers = []
+        logging.getLogger(name).propagate = True
+    # Our access line carries the decision id and key prefix; uvicorn's would be a second one.
+    logging.getLogger("uvicorn.access").disabled = True
+
+
+class ObserveMiddleware:
+    """Outermost: gives each request its context, then records its latency and (JSON mode) logs
+    one access line once the response, streamed or not, has been sent."""
+
+    def __init__(self, app: ASGIApp, access_lines: bool) -> None:
+        self.app = app
+        self.access_lines = access_lines
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        ctx = RequestContext(request_id=_request_id(scope))
+        token = _current.set(ctx)
+        started = time.perf_counter()
+        status = 500  # what the client gets if the app raises before answering
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", []).append((b"x-request-id", ctx.request_id.encode()))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            seconds = time.perf_counter() - started
+            route = _route_template(scope)
+            metrics.observe_request(route, scope["method"], status, seconds)
+            if self.access_lines:
+                _log_access(scope, route, status, seconds)
+            _current.reset(token)
+
+
+def _route_template(scope: Scope) -> str:
+    """The matched route's path template: bounded label values. Requests refused before routing
+    (401, 403, 413, 429) and unknown paths count as "unmatched"."""
+    return str(getattr(scope.get("route"), "path", "unmatched"))
+
+
+def _request_id(scope: Scope) -> str:
+    """The caller's x-request-id when it is a sane token (to join their logs), else a new one."""
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            given = value.decode("latin-1")
+            if _REQUEST_ID.match(given):
+                return given
+    return uuid.uuid4().hex[:16]
+
+
+def _log_access(scope: Scope, route: str, status: int, seconds: float) -> None:
+    fields = {
+        "method": scope["method"],
+        "path": scope["path"],
+        "route": route,
+        "status": status,
+        "duration_ms": round(seconds * 1000, 2),
+    }
+    access_log.info("%s %s %s", scope["method"], scope["path"], status, extra={"fields": fields})

@@ -1,0 +1,234 @@
+"""OpenAI-compatible `POST /v1/chat/completions`: route the conversation like /v1/route, forward
+the request to the chosen model's upstream, and fall back to the next-best candidate when that
+upstream fails (connect error, timeout, 429, 5xx). Streams (SSE) pass through as they arrive."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import httpx
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response, StreamingResponse
+from pydantic import ValidationError
+
+from bandit_router.api import metrics
+from bandit_router.api.deps import get_runtime
+from bandit_router.api.routing import Routed, route_request, select_candidates
+from bandit_router.api.schemas import RouteRequest
+from bandit_router.config import Settings
+from bandit_router.policy.decide import Choice
+from bandit_router.policy.pool import ModelSpec
+from bandit_router.runtime import Runtime
+from bandit_router.store import keys as edge_store
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["proxy"])
+
+DECISION_HEADER = "x-bandit-router-decision-id"
+MODEL_HEADER = "x-bandit-router-model"
+MODEL_HELP = (
+    "'model' must be 'router', 'router:<preset>' (quality, balanced, cost) or "
+    "'router:lambda=<number>'"
+)
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """What the proxy holds for the life of the process: one pooled HTTP client."""
+
+    client: httpx.AsyncClient
+    max_attempts: int
+
+
+@contextlib.asynccontextmanager
+async def upstream_client(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
+    seconds = settings.proxy_timeout_seconds
+    timeout = httpx.Timeout(seconds, connect=min(5.0, seconds))
+    async with httpx.AsyncClient(timeout=timeout) as client:
+        app.state.upstream = Upstream(client, settings.proxy_max_attempts)
+        yield
+
+
+class UpstreamFailed(Exception):
+    """An upstream attempt worth retrying on another model."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# --- from the OpenAI request to a routing request -----------------------------------------------
+
+
+def router_options(model: object) -> dict[str, Any]:
+    """'router' -> {}, 'router:cost' -> preset, 'router:lambda=0.3' -> lambda."""
+    if not isinstance(model, str) or not (model == "router" or model.startswith("router:")):
+        raise HTTPException(422, f"{MODEL_HELP}; got {model!r}")
+    option = model.removeprefix("router").removeprefix(":")
+    if not option:
+        return {}
+    if option.startswith("lambda="):
+        return {"lambda": option.removeprefix("lambda=")}  # RouteRequest checks the number
+    return {"preset": option}
+
+
+def chat_route_request(body: dict[str, Any]) -> RouteRequest:
+    options = router_options(body.get("model"))
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise HTTPException(422, "'messages' must be a non-empty list of chat messages")
+    try:
+        return RouteRequest.model_validate({"messages": messages, **options})
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from None
+
+
+def proxyable(candidates: list[ModelSpec]) -> list[ModelSpec]:
+    """Only models with an upstream are offered to the policy, so the logged probabilities are
+    over what could actually answer."""
+    out = [m for m in candidates if m.base_url]
+    if not out:
+        raise HTTPException(
+            502,
+            "no enabled model has a base_url to forward to: set one in the pool file or with "
+            "PATCH /v1/admin/models/{name}",
+        )
+    return out
+
+
+def fallback_order(choice: Choice, limit: int) -> list[str]:
+    """The chosen model first, then the other candidates by the decision's scores, best first."""
+    others = sorted(
+        (i for i in range(len(choice.models)) if i != choice.chosen),
+        key=lambda i: -float(choice.score[i]),
+    )
+    return [choice.models[i] for i in (choice.chosen, *others)][:limit]
+
+
+# --- talking to upstreams -----------------------------------------------------------------------
+
+
+def upstream_headers(spec: ModelSpec) -> dict[str, str]:
+    if not spec.api_key_env:
+        return {}  # e.g. a local vLLM or Ollama server without keys
+    secret = os.environ.get(spec.api_key_env)
+    if not secret:
+        raise UpstreamFailed(f"its api_key_env {spec.api_key_env} is not set in the environment")
+    return {"Authorization": f"Bearer {secret}"}
+
+
+async def forward(
+    client: httpx.AsyncClient, spec: ModelSpec, payload: dict[str, Any], stream: bool
+) -> httpx.Response:
+    """Send to one upstream. A non-streamed answer is read here, so a timeout while reading it
+    is still a failure that can fall back; a stream is returned once its headers arrived."""
+    assert spec.base_url is not None
+    request = client.build_request(
+        "POST",
+        spec.base_url.rstrip("/") + "/chat/completions",
+        json=payload,
+        headers=upstream_headers(spec),
+    )
+    try:
+        response = await client.send(request, stream=True)
+    except httpx.TimeoutException:
+        raise UpstreamFailed("timed out") from None
+    except httpx.HTTPError as exc:
+        raise UpstreamFailed(f"{type(exc).__name__}: {exc}") from None
+    if response.status_code == 429 or response.status_code >= 500:
+        await response.aclose()
+        raise UpstreamFailed(f"HTTP {response.status_code}")
+    if not stream:
+        try:
+            await response.aread()
+        except httpx.HTTPError as exc:
+            await response.aclose()
+            raise UpstreamFailed(f"reading the answer: {type(exc).__name__}") from None
+    return response
+
+
+async def first_answer(
+    upstream: Upstream, specs: dict[str, ModelSpec], routed: Routed, body: dict[str, Any]
+) -> tuple[str | None, httpx.Response | None, list[dict[str, Any]]]:
+    """Try the chosen model, then the fallbacks: (who answered, the answer, every attempt)."""
+    stream = body.get("stream") is True
+    attempts: list[dict[str, Any]] = []
+    for name in fallback_order(routed.choice, upstream.max_attempts):
+        try:
+            response = await forward(upstream.client, specs[name], {**body, "model": name}, stream)
+        except UpstreamFailed as exc:
+            log.warning("upstream %s failed: %s", name, exc.reason)
+            metrics.record_upstream(name, "failed")
+            attempts.append({"model": name, "error": exc.reason})
+            continue
+        metrics.record_upstream(name, "answered")
+        attempts.append({"model": name, "status": response.status_code})
+        return name, response, attempts
+    return None, None, attempts
+
+
+async def record_answer(
+    rt: Runtime, decision_id: str, served: str | None, status: int, attempts: list[dict[str, Any]]
+) -> None:
+    row = {
+        "decision_id": decision_id,
+        "served_model": served,
+        "status": status,
+        "attempts": attempts,
+    }
+    try:
+        await rt.writer.write(lambda conn: edge_store.record_answer(conn, row))
+    except Exception as exc:  # the upstream answer is already paid for: never lose it over this
+        log.warning("could not record which model answered: %s", exc)
+
+
+async def _relay(response: httpx.Response) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in response.aiter_bytes():
+            yield chunk
+    except httpx.HTTPError as exc:  # headers are sent: all we can do is end the stream
+        log.warning("upstream stream broke off: %s", type(exc).__name__)
+    finally:
+        await response.aclose()
+
+
+def relay(response: httpx.Response, decision_id: str, served: str, stream: bool) -> Response:
+    headers = {DECISION_HEADER: decision_id, MODEL_HEADER: served}
+    media_type = response.headers.get("content-type")
+    if stream:
+        return StreamingResponse(_relay(response), response.status_code, headers, media_type)
+    return Response(response.content, response.status_code, headers, media_type)
+
+
+# --- the endpoint -------------------------------------------------------------------------------
+
+
+@router.post("/v1/chat/completions", response_model=None)
+async def chat_completions(
+    body: Annotated[dict[str, Any], Body()],
+    request: Request,
+    rt: Annotated[Runtime, Depends(get_runtime)],
+) -> Response:
+    """`model`: 'router', 'router:<preset>' or 'router:lambda=<x>'; the rest is forwarded as is.
+    The answer carries x-bandit-router-decision-id (for /v1/feedback) and x-bandit-router-model."""
+    req = chat_route_request(body)
+    candidates = proxyable(select_candidates(rt, req))
+    routed = await route_request(rt, req, candidates, endpoint="proxy")
+    specs = {m.name: m for m in candidates}
+    served, response, attempts = await first_answer(request.app.state.upstream, specs, routed, body)
+    if served is None or response is None:
+        await record_answer(rt, routed.decision_id, None, 502, attempts)
+        failures = "; ".join(f"{a['model']}: {a['error']}" for a in attempts)
+        raise HTTPException(
+            502,
+            f"no upstream model answered (decision {routed.decision_id}): {failures}",
+            headers={DECISION_HEADER: routed.decision_id},
+        )
+    await record_answer(rt, routed.decision_id, served, response.status_code, attempts)
+    return relay(response, routed.decision_id, served, body.get("stream") is True)
