@@ -12,10 +12,11 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
+from bandit_router.api.metrics import instrument_jobs
 from bandit_router.config import Settings
 from bandit_router.embed.service import EmbeddingService, TextEncoder
 from bandit_router.jobs.lock import SchedulerOwnership
-from bandit_router.jobs.runner import JobRunner
+from bandit_router.jobs.runner import JOBS, JobRunner
 from bandit_router.policy.decide import Policy
 from bandit_router.policy.exploration import ExplorationConfig
 from bandit_router.policy.pool import ModelSpec, load_pool_file
@@ -55,7 +56,9 @@ class Runtime:
         self.policy: Policy | None = None
         self._fingerprint: tuple[Any, Any] = (None, None)
         self.refresh()
-        self.runner = JobRunner(self.engine, settings, on_success=self.refresh)
+        # Timed per kind for /metrics; wrapping here keeps jobs/ free of metrics code.
+        jobs = instrument_jobs(JOBS)
+        self.runner = JobRunner(self.engine, settings, jobs=jobs, on_success=self.refresh)
         run_scheduler = settings.scheduler_enabled if scheduler is None else scheduler
         # Every process may ask; one per database gets it (see jobs/lock.py).
         self.scheduling = (

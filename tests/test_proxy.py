@@ -1,0 +1,269 @@
+"""The OpenAI-compatible proxy against a fake upstream: a real HTTP server on a loopback port that
+answers, streams, fails with 500, refuses with 400 or hangs, depending on the URL it is given."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from bandit_router.api.proxy import UpstreamFailed, fallback_order, forward
+from bandit_router.policy.decide import Choice
+from bandit_router.policy.pool import ModelSpec
+
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+SECRET_ENV = "BR_TEST_UPSTREAM_KEY"
+CHAT = {"model": "router", "messages": [{"role": "user", "content": "Write a haiku about rain."}]}
+
+
+@dataclass
+class FakeUpstream:
+    port: int = 0
+    calls: list[dict[str, Any]] = field(default_factory=list)
+
+    def url(self, behaviour: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{behaviour}/v1"
+
+    def calls_to(self, behaviour: str) -> list[dict[str, Any]]:
+        return [c for c in self.calls if c["behaviour"] == behaviour]
+
+
+def _completion(model: str) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": f"hi from {model}"}}],
+    }
+
+
+async def _sse(model: str) -> AsyncIterator[bytes]:
+    for word in ("soft", "rain", "falls"):
+        chunk = {"model": model, "choices": [{"index": 0, "delta": {"content": word}}]}
+        yield f"data: {json.dumps(chunk)}\n\n".encode()
+        await asyncio.sleep(0.01)
+    yield b"data: [DONE]\n\n"
+
+
+def _fake_app(state: FakeUpstream) -> Starlette:
+    async def chat(request: Request) -> Response:
+        behaviour = request.path_params["behaviour"]
+        body = await request.json()
+        state.calls.append(
+            {"behaviour": behaviour, "auth": request.headers.get("authorization"), "body": body}
+        )
+        if behaviour == "fail":
+            return JSONResponse({"error": {"message": "upstream exploded"}}, 500)
+        if behaviour == "reject":
+            return JSONResponse({"error": {"message": "bad parameter: temperature"}}, 400)
+        if behaviour == "hang":
+            await asyncio.sleep(3)
+        if body.get("stream"):
+            return StreamingResponse(_sse(body["model"]), media_type="text/event-stream")
+        return JSONResponse(_completion(body["model"]))
+
+    return Starlette(routes=[Route("/{behaviour}/v1/chat/completions", chat, methods=["POST"])])
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FakeUpstream]:
+    state = FakeUpstream()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    state.port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        _fake_app(state), log_level="warning", lifespan="off", timeout_graceful_shutdown=1
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the fake upstream did not start"
+        time.sleep(0.01)
+    yield state
+    server.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"  # nothing listens there: connection refused
+
+
+@pytest.fixture
+def wire(client, upstream, monkeypatch):  # type: ignore[no-untyped-def]
+    """wire(strong="ok", mid="fail", ...): point pool models at fake upstream behaviours."""
+    monkeypatch.setenv(SECRET_ENV, "sk-upstream-secret")
+
+    def set_up(**behaviours: str) -> None:
+        upstream.calls.clear()
+        for model, behaviour in behaviours.items():
+            url = closed_port_url() if behaviour == "down" else upstream.url(behaviour)
+            patch = {"base_url": url, "api_key_env": SECRET_ENV}
+            assert client.patch(f"/v1/admin/models/{model}", json=patch).status_code == 200
+
+    return set_up
+
+
+def test_forwards_to_the_chosen_model(client, upstream, wire) -> None:  # type: ignore[no-untyped-def]
+    wire(strong="ok", mid="ok")  # cheap has no base_url: it cannot be proxied
+    body = {**CHAT, "temperature": 0.2}
+    r = client.post(
+        "/v1/chat/completions", json=body, headers={"Authorization": "Bearer brk_callers_own"}
+    )
+    assert r.status_code == 200, r.text
+    served = r.headers["x-bandit-router-model"]
+    decision_id = r.headers["x-bandit-router-decision-id"]
+    assert served in {"strong", "mid"}
+    assert r.json()["choices"][0]["message"]["content"] == f"hi from {served}"
+
+    (call,) = upstream.calls
+    assert call["body"] == {**body, "model": served}  # forwarded as is, model replaced
+    assert call["auth"] == "Bearer sk-upstream-secret"  # the model's key, never the caller's
+
+    decision = client.get(f"/v1/decisions/{decision_id}").json()
+    assert decision["chosen_model"] == served
+    assert {c["model"] for c in decision["candidates"]} == {"strong", "mid"}
+    assert decision["proxy"]["served_model"] == served
+    assert decision["proxy"]["attempts"] == [{"model": served, "status": 200}]
+    fb = {"decision_id": decision_id, "type": "thumbs", "value": "up"}
+    assert client.post("/v1/feedback", json=fb).status_code == 201
+
+
+@SQLITE_ONLY
+def test_streams_server_sent_events(client, wire) -> None:  # type: ignore[no-untyped-def]
+    wire(strong="ok", mid="ok", cheap="ok")
+    with client.stream("POST", "/v1/chat/completions", json={**CHAT, "stream": True}) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        served = r.headers["x-bandit-router-model"]
+        assert r.headers["x-bandit-router-decision-id"]
+        events = [line for line in r.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "data: [DONE]"
+    words = [
+        json.loads(e.removeprefix("data: "))["choices"][0]["delta"]["content"] for e in events[:-1]
+    ]
+    assert words == ["soft", "rain", "falls"]
+    assert json.loads(events[0].removeprefix("data: "))["model"] == served
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize("stream", [False, True])
+def test_falls_back_to_the_next_best_candidate(client, upstream, wire, stream) -> None:  # type: ignore[no-untyped-def]
+    wire(strong="fail", mid="down", cheap="ok")
+    fallbacks = 0
+    for _ in range(12):  # the policy explores: some decisions choose a failing model
+        r = client.post(
+            "/v1/chat/completions", json={**CHAT, "model": "router:quality", "stream": stream}
+        )
+        assert r.status_code == 200, r.text
+        assert r.headers["x-bandit-router-model"] == "cheap"
+        decision = client.get(f"/v1/decisions/{r.headers['x-bandit-router-decision-id']}").json()
+        attempts = decision["proxy"]["attempts"]
+        assert attempts[0]["model"] == decision["chosen_model"]
+        assert attempts[-1] == {"model": "cheap", "status": 200}
+        assert decision["proxy"]["served_model"] == "cheap"
+        if decision["chosen_model"] != "cheap":
+            fallbacks += 1
+            errors = {a["model"]: a["error"] for a in attempts[:-1]}
+            assert errors.get("strong", "HTTP 500") == "HTTP 500"
+            assert "ConnectError" in errors.get("mid", "ConnectError")
+        if fallbacks >= 2:
+            break
+    assert fallbacks >= 1, "no decision chose a failing model (probability < 1e-5)"
+
+
+@SQLITE_ONLY
+def test_all_upstreams_failing_is_a_502_saying_why(client, wire, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    wire(strong="fail", mid="down", cheap="ok")
+    monkeypatch.delenv(SECRET_ENV)
+    r = client.post("/v1/chat/completions", json=CHAT)
+    assert r.status_code == 502
+    detail = r.json()["detail"]
+    assert "no upstream model answered" in detail
+    assert f"api_key_env {SECRET_ENV} is not set" in detail
+    decision_id = r.headers["x-bandit-router-decision-id"]
+    answer = client.get(f"/v1/decisions/{decision_id}").json()["proxy"]
+    assert answer["served_model"] is None and answer["status"] == 502
+    assert len(answer["attempts"]) == 3
+
+
+@SQLITE_ONLY
+def test_client_errors_pass_through_without_fallback(client, upstream, wire) -> None:  # type: ignore[no-untyped-def]
+    wire(strong="reject", mid="reject", cheap="reject")
+    r = client.post("/v1/chat/completions", json=CHAT)
+    assert r.status_code == 400
+    assert r.json()["error"]["message"] == "bad parameter: temperature"
+    assert r.headers["x-bandit-router-model"] in {"strong", "mid", "cheap"}
+    assert len(upstream.calls) == 1
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({**CHAT, "model": "gpt-4o"}, 422, "'model' must be 'router'"),
+        ({**CHAT, "model": "router:fastest"}, 422, "preset"),
+        ({**CHAT, "model": "router:lambda=-1"}, 422, "lambda"),
+        ({"model": "router"}, 422, "'messages' must be a non-empty list"),
+        ({"model": "router", "messages": [{"role": "user", "content": "  "}]}, 422, "empty"),
+        ([1, 2], 422, "dictionary"),
+        (CHAT, 502, "no enabled model has a base_url"),
+    ],
+)
+def test_bad_requests_and_unproxyable_pool(client, body, status, message) -> None:  # type: ignore[no-untyped-def]
+    r = client.post("/v1/chat/completions", json=body)
+    assert r.status_code == status, r.text
+    assert message in r.json()["detail"]
+
+
+@SQLITE_ONLY
+def test_lambda_in_the_model_name(client, wire) -> None:  # type: ignore[no-untyped-def]
+    wire(strong="ok", mid="ok", cheap="ok")
+    r = client.post("/v1/chat/completions", json={**CHAT, "model": "router:lambda=0.5"})
+    assert r.status_code == 200, r.text
+    decision = client.get(f"/v1/decisions/{r.headers['x-bandit-router-decision-id']}").json()
+    assert decision["lambda"] == 0.5
+
+
+def test_fallback_order_is_by_score() -> None:
+    choice = Choice(
+        models=["a", "b", "c", "d"],
+        quality=np.zeros(4),
+        cost_usd=np.zeros(4),
+        cost_norm=np.zeros(4),
+        score=np.array([0.1, 0.9, 0.5, 0.7]),
+        pmf=np.full(4, 0.25),
+        chosen=2,
+    )
+    assert fallback_order(choice, 4) == ["c", "b", "d", "a"]
+    assert fallback_order(choice, 2) == ["c", "b"]
+
+
+def test_a_hanging_upstream_times_out_as_a_fallback_worthy_failure(upstream) -> None:  # type: ignore[no-untyped-def]
+    spec = ModelSpec("m", 1.0, 1.0, 10, base_url=upstream.url("hang"))
+
+    async def call() -> None:
+        async with httpx.AsyncClient(timeout=0.3) as http:
+            await forward(http, spec, {"model": "m", "messages": []}, stream=False)
+
+    with pytest.raises(UpstreamFailed, match="timed out"):
+        asyncio.run(call())
