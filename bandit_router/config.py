@@ -77,6 +77,18 @@ class Settings(BaseSettings):
     proxy_max_attempts: int = Field(default=3, ge=1)  # the chosen model plus fallbacks
     log_format: Literal["text", "json"] = "text"
 
+    # Gold audits and bias-corrected retraining
+    audit_rate_floor: float = Field(default=0.02, ge=0, le=1)  # every decision: π >= this
+    audit_uncertainty_boost: float = Field(default=0.1, ge=0, le=1)  # π += boost·(1 − p_greedy)
+    audit_rate_max: float = Field(default=0.5, ge=0, le=1)
+    audit_claim_seconds: float = Field(default=3600.0, gt=0)  # a claim expires after this
+    retrain_interval_seconds: float = Field(default=3600.0, gt=0)
+    retrain_window_days: float = Field(default=30.0, gt=0)
+    bias_method: Literal["paired", "r", "dr", "pooled", "preference_only"] = "paired"
+    promotion_rule: Literal["point", "upper", "paired"] = "paired"
+    promotion_holdout_fraction: float = Field(default=0.3, gt=0, lt=1)
+    retrain_min_events: int = Field(default=50, ge=1)
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, v: str) -> str:

@@ -110,3 +110,23 @@ def get_job(job_id: int, rt: RuntimeDep) -> dict[str, Any]:
     if row is None:
         raise HTTPException(404, f"job {job_id} does not exist")
     return row
+
+
+@router.get("/bias")
+def bias(rt: RuntimeDep) -> dict[str, Any]:
+    """Per-model bias of preference feedback (gold − preference) with PPI++ intervals, from the
+    newest successful retraining run; `alert` marks an estimate outside the previous interval."""
+    with rt.engine.connect() as conn:
+        for job in repo.list_jobs(conn, limit=200):
+            if (
+                job["kind"] == "retrain"
+                and job["status"] == "succeeded"
+                and "bias" in job["result"]
+            ):
+                return {
+                    "job_id": job["id"],
+                    "finished_at": job["finished_at"],
+                    "method": job["result"].get("bias_method"),
+                    "models": job["result"]["bias"],
+                }
+    raise HTTPException(404, "no retraining run has estimated the bias yet")

@@ -89,6 +89,36 @@ def cmd_warm_start(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_import_gold(args: argparse.Namespace, settings: Settings) -> int:
+    """Offline gold labels (unpaired audits) into the store, for the bias estimators."""
+    from bandit_router.embed.service import text_hash
+    from bandit_router.offline.formats import load_gold
+    from bandit_router.runtime import prepare_database
+    from bandit_router.store import repository as repo
+    from bandit_router.store.db import make_engine
+
+    gold = load_gold(Path(args.path))
+    prompts = sorted(set(gold["prompt"].astype(str)))
+    X = _embed(settings, prompts, Path(args.cache_dir))
+    emb = {p: X[i] for i, p in enumerate(prompts)}
+    rows = [
+        {
+            "prompt_hash": text_hash(p),
+            "embedding": emb[p].tobytes(),
+            "model": m,
+            "score": float(s),
+            "source": args.source,
+        }
+        for p, m, s in zip(gold["prompt"].astype(str), gold["model"], gold["score"], strict=True)
+    ]
+    engine = make_engine(settings.database_url)
+    prepare_database(engine, settings)
+    with engine.begin() as conn:
+        added = repo.insert_offline_gold(conn, rows)
+    print(f"imported {added} new gold labels ({len(rows) - added} already present)")
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from bandit_router.bench.replay import ReplayOptions, run_replay
 
@@ -163,6 +193,12 @@ def register(sub: Any) -> None:
     s.add_argument("--model-map", nargs="*", help="router_name=pool_name ...")
     s.add_argument("--cache-dir", default=cache_default)
     s.set_defaults(func=cmd_warm_start)
+
+    s = sub.add_parser("import-gold", help="store offline gold labels (a gold table) for auditing")
+    s.add_argument("path")
+    s.add_argument("--source", default="offline", help="where the labels come from")
+    s.add_argument("--cache-dir", default=cache_default)
+    s.set_defaults(func=cmd_import_gold)
 
     bench = bench_group(sub)
     s = bench.add_parser("replay", help="replay a gold table through the service's policy code")

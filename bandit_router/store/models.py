@@ -140,3 +140,41 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class Audit(Base):
+    """A decision selected for a gold audit, and its grade once a grader submits it."""
+
+    __tablename__ = "audits"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    decision_id: Mapped[str] = mapped_column(
+        ForeignKey("decisions.id", ondelete="CASCADE"), unique=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending | claimed | graded
+    claimed_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    claim_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    score: Mapped[float | None] = mapped_column(Float, default=None)
+    grader_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    graded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+    __table_args__ = (Index("ix_audits_status", "status", "id"),)
+
+
+class OfflineGold(Base):
+    """Gold labels imported from an offline benchmark (not tied to a decision): unpaired audits."""
+
+    __tablename__ = "offline_gold"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    prompt_hash: Mapped[str] = mapped_column(String(64))
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    model: Mapped[str] = mapped_column(String(200))
+    score: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(200))
+
+    __table_args__ = (
+        UniqueConstraint("prompt_hash", "model", "source", name="uq_offline_gold_item"),
+    )

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from bandit_router.store.models import Decision, Feedback, Job, LLMModel, PolicyVersion, utcnow
+from bandit_router.store.models import (
+    Audit,
+    Decision,
+    Feedback,
+    Job,
+    LLMModel,
+    OfflineGold,
+    PolicyVersion,
+    utcnow,
+)
 
 # --- model pool -------------------------------------------------------------------------------
 
@@ -53,6 +62,13 @@ def seed_models(conn: Connection, specs: Iterable[dict[str, Any]]) -> list[str]:
 
 def insert_decisions(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     conn.execute(insert(Decision), list(rows))
+
+
+def insert_decision(conn: Connection, row: dict[str, Any], audited: bool) -> None:
+    """A decision and, when it was drawn for a gold audit, its pending audit — atomically."""
+    conn.execute(insert(Decision).values(**row))
+    if audited:
+        insert_audit(conn, row["id"])
 
 
 def get_decision(conn: Connection, decision_id: str) -> dict[str, Any] | None:
@@ -224,3 +240,92 @@ def state_fingerprint(conn: Connection) -> tuple[int | None, Any]:
     pid = active_policy_id(conn)
     changed = conn.execute(select(func.max(LLMModel.updated_at))).scalar()
     return pid, changed
+
+
+# --- audits -----------------------------------------------------------------------------------
+
+
+def insert_audit(conn: Connection, decision_id: str) -> None:
+    conn.execute(insert(Audit).values(decision_id=decision_id, status="pending"))
+
+
+def _claimable(now: datetime) -> Any:
+    return or_(
+        Audit.status == "pending",
+        and_(Audit.status == "claimed", Audit.claim_expires_at < now),
+    )
+
+
+def list_pending_audits(conn: Connection, limit: int) -> list[dict[str, Any]]:
+    stmt = select(Audit.__table__).where(_claimable(utcnow())).order_by(Audit.id).limit(limit)
+    return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+def claim_audits(conn: Connection, grader_id: str, limit: int, lease: timedelta) -> list[int]:
+    """Claim up to `limit` audits for one grader; concurrent graders never get the same row.
+
+    PostgreSQL: SELECT … FOR UPDATE SKIP LOCKED, so graders claim in parallel without waiting.
+    SQLite: one UPDATE … WHERE id IN (SELECT …) statement, which SQLite runs atomically (a
+    separate SELECT then UPDATE would let two graders read the same rows first).
+    """
+    now = utcnow()
+    pick = select(Audit.id).where(_claimable(now)).order_by(Audit.id).limit(limit)
+    claim = update(Audit).values(
+        status="claimed", claimed_by=grader_id, claim_expires_at=now + lease
+    )
+    if conn.dialect.name == "postgresql":
+        ids = [r[0] for r in conn.execute(pick.with_for_update(skip_locked=True))]
+        if ids:
+            conn.execute(claim.where(Audit.id.in_(ids)))
+        return ids
+    res = conn.execute(claim.where(Audit.id.in_(pick.scalar_subquery())).returning(Audit.id))
+    return sorted(r[0] for r in res)
+
+
+def get_audit(conn: Connection, decision_id: str) -> dict[str, Any] | None:
+    row = conn.execute(select(Audit.__table__).where(Audit.decision_id == decision_id)).first()
+    return dict(row._mapping) if row else None
+
+
+def audits_by_id(conn: Connection, ids: Sequence[int]) -> list[dict[str, Any]]:
+    stmt = select(Audit.__table__).where(Audit.id.in_(ids)).order_by(Audit.id)
+    return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+def grade_audit(conn: Connection, decision_id: str, score: float, grader_id: str) -> None:
+    conn.execute(
+        update(Audit)
+        .where(Audit.decision_id == decision_id)
+        .values(status="graded", score=score, grader_id=grader_id, graded_at=utcnow())
+    )
+
+
+def audit_counts(conn: Connection) -> dict[str, int]:
+    stmt = select(Audit.status, func.count()).group_by(Audit.status)
+    return {status: int(n) for status, n in conn.execute(stmt)}
+
+
+def insert_offline_gold(conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
+    if not rows:
+        return 0
+    res = conn.execute(_insert_ignore(conn, OfflineGold).returning(OfflineGold.id), list(rows))
+    return len(res.fetchall())
+
+
+def offline_gold(conn: Connection) -> list[dict[str, Any]]:
+    return [dict(r._mapping) for r in conn.execute(select(OfflineGold.__table__))]
+
+
+# --- the learning log for retraining ----------------------------------------------------------
+
+
+def logged_events(conn: Connection, since: datetime) -> list[dict[str, Any]]:
+    """Decisions since `since` that carry feedback or a gold grade, oldest first, with the grade."""
+    has_feedback = select(Feedback.id).where(Feedback.decision_id == Decision.id).exists()
+    stmt = (
+        select(Decision.__table__, Audit.score.label("gold"))
+        .outerjoin(Audit, and_(Audit.decision_id == Decision.id, Audit.status == "graded"))
+        .where(Decision.created_at >= since, or_(has_feedback, Audit.score.is_not(None)))
+        .order_by(Decision.created_at, Decision.id)
+    )
+    return [dict(r._mapping) for r in conn.execute(stmt)]

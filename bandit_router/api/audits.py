@@ -1,0 +1,94 @@
+"""Gold audits: the queue graders work from, and grade submission."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import Connection
+
+from bandit_router.api.deps import get_runtime
+from bandit_router.runtime import Runtime
+from bandit_router.store import repository as repo
+
+router = APIRouter(prefix="/v1/audits", tags=["audits"])
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+class ClaimRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    grader_id: str = Field(min_length=1, max_length=200)
+    limit: int = Field(default=10, ge=1, le=500)
+
+
+class GradeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision_id: str = Field(min_length=1, max_length=64)
+    score: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+    passed: bool | None = Field(default=None, alias="pass")
+    grader_id: str = Field(min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _one_grade(self) -> GradeRequest:
+        if (self.score is None) == (self.passed is None):
+            raise ValueError("give exactly one of 'score' (in [0, 1]) or 'pass' (true/false)")
+        return self
+
+    def gold(self) -> float:
+        return float(self.score) if self.score is not None else float(bool(self.passed))
+
+
+def _item(conn: Connection, audit: dict[str, Any]) -> dict[str, Any]:
+    """What a grader needs: the decision's model and, when prompts are stored, the prompt."""
+    d = repo.get_decision(conn, audit["decision_id"]) or {}
+    return {
+        **audit,
+        "model": d.get("chosen_model"),
+        "prompt": d.get("prompt"),
+        "prompt_hash": d.get("prompt_hash"),
+        "decision_created_at": d.get("created_at"),
+    }
+
+
+@router.get("/pending")
+def pending(
+    rt: RuntimeDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> list[dict[str, Any]]:
+    with rt.engine.connect() as conn:
+        return [_item(conn, a) for a in repo.list_pending_audits(conn, limit)]
+
+
+@router.post("/claim")
+def claim(req: ClaimRequest, rt: RuntimeDep) -> list[dict[str, Any]]:
+    """Claim up to `limit` audits; concurrent graders never receive the same item. A claim
+    expires after AUDIT_CLAIM_SECONDS so abandoned work returns to the queue."""
+    lease = timedelta(seconds=rt.settings.audit_claim_seconds)
+    with rt.engine.begin() as conn:
+        ids = repo.claim_audits(conn, req.grader_id, req.limit, lease)
+        return [_item(conn, a) for a in repo.audits_by_id(conn, ids)] if ids else []
+
+
+@router.post("", status_code=201)
+def grade(req: GradeRequest, response: Response, rt: RuntimeDep) -> dict[str, Any]:
+    score = req.gold()
+    with rt.engine.begin() as conn:
+        audit = repo.get_audit(conn, req.decision_id)
+        if audit is None:
+            if repo.get_decision(conn, req.decision_id) is None:
+                raise HTTPException(404, f"decision {req.decision_id} does not exist")
+            raise HTTPException(
+                409,
+                f"decision {req.decision_id} was not selected for a gold audit; its audit "
+                "probability must be known for unbiased estimates (import offline gold instead)",
+            )
+        if audit["status"] == "graded":
+            if audit["score"] == score:
+                response.status_code = 200
+                return {"decision_id": req.decision_id, "status": "duplicate", "score": score}
+            raise HTTPException(409, f"decision {req.decision_id} is already graded")
+        repo.grade_audit(conn, req.decision_id, score, req.grader_id)
+    return {"decision_id": req.decision_id, "status": "graded", "score": score}
