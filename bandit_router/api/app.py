@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from bandit_router import __version__
-from bandit_router.api import admin, auth, feedback, limits, metrics, proxy, routing
+from bandit_router.api import admin, audits, auth, feedback, limits, metrics, proxy, routing
 from bandit_router.api.deps import get_runtime
 from bandit_router.api.logging import ObserveMiddleware, configure_logging
 from bandit_router.config import Settings, load_settings
@@ -57,6 +57,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(feedback.router)
     app.include_router(admin.router)
     app.include_router(proxy.router)
+    app.include_router(audits.router)
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"])
     app.add_api_route("/metrics", metrics.endpoint, methods=["GET"], include_in_schema=False)
     # Added innermost first: observe (latency, access log) -> auth -> rate/body limits -> routes.

@@ -13,6 +13,7 @@ from bandit_router.api import metrics
 from bandit_router.api.deps import get_runtime
 from bandit_router.api.logging import bind_decision
 from bandit_router.api.schemas import CandidateOut, RouteRequest, RouteResponse
+from bandit_router.audit.sampling import audit_probability, selected_for_audit
 from bandit_router.embed.service import text_hash
 from bandit_router.policy.decide import Choice, decide
 from bandit_router.policy.pool import ModelSpec
@@ -97,6 +98,11 @@ async def route_request(
     choice = decide(
         policy, decision_id, emb, candidates, input_tokens, cost_ref, lam, rt.exploration
     )
+    cfg = rt.settings
+    audit_p = audit_probability(
+        choice.pmf, cfg.audit_rate_floor, cfg.audit_uncertainty_boost, cfg.audit_rate_max
+    )
+    audited = selected_for_audit(decision_id, audit_p)
     row = decision_row(
         decision_id,
         choice,
@@ -108,8 +114,10 @@ async def route_request(
         prompt_hash=key,
         prompt=req.full_text() if rt.settings.store_prompts else None,
         preset=req.preset,
+        audit_probability=audit_p,
+        audit_selected=audited,
     )
-    await rt.writer.write(lambda conn: repo.insert_decisions(conn, [row]))
+    await rt.writer.write(lambda conn: repo.insert_decision(conn, row, audited))
     metrics.record_decision(choice.model, endpoint)
     return Routed(decision_id, choice, lam, policy.version)
 
