@@ -39,10 +39,10 @@ def test_roles(make_client, keys) -> None:  # type: ignore[no-untyped-def]
     r = client.get("/v1/admin/models", headers=bearer(keys["client"]))
     assert r.status_code == 403
     assert "role 'client'" in r.json()["detail"] and "needs role 'admin'" in r.json()["detail"]
-    assert client.get("/v1/audits/next", headers=bearer(keys["client"])).status_code == 403
+    assert client.get("/v1/audits/pending", headers=bearer(keys["client"])).status_code == 403
 
-    # grader: audits only (no audit route exists here yet: past auth, it is a 404)
-    assert client.get("/v1/audits/next", headers=bearer(keys["grader"])).status_code == 404
+    # grader: audits only
+    assert client.get("/v1/audits/pending", headers=bearer(keys["grader"])).status_code == 200
     assert client.post("/v1/route", json=ROUTE, headers=bearer(keys["grader"])).status_code == 403
     assert client.get("/v1/admin/models", headers=bearer(keys["grader"])).status_code == 403
 
@@ -50,7 +50,7 @@ def test_roles(make_client, keys) -> None:  # type: ignore[no-untyped-def]
     assert client.get("/v1/admin/models", headers=bearer(keys["admin"])).status_code == 200
     assert client.get("/v1/admin/models", headers={"x-api-key": keys["admin"]}).status_code == 200
     assert client.get(f"/v1/decisions/{did}", headers=bearer(keys["admin"])).status_code == 200
-    assert client.get("/v1/audits/next", headers=bearer(keys["admin"])).status_code == 404
+    assert client.get("/v1/audits/pending", headers=bearer(keys["admin"])).status_code == 200
 
 
 @SQLITE_ONLY
@@ -68,6 +68,21 @@ def test_401_without_a_valid_key(make_client, keys, headers, message) -> None:  
     assert r.status_code == 401
     assert message in r.json()["detail"]
     assert r.headers["www-authenticate"] == "Bearer"
+
+
+@SQLITE_ONLY
+def test_openai_clients_get_openai_shaped_errors(make_client, keys) -> None:  # type: ignore[no-untyped-def]
+    client = make_client()
+    r = client.post("/v1/chat/completions", json={"model": "router"})
+    assert r.status_code == 401
+    assert r.json()["error"] == {
+        "message": r.json()["detail"],
+        "type": "authentication_error",
+        "code": 401,
+    }
+    r = client.post("/v1/chat/completions", json={}, headers=bearer(keys["grader"]))
+    assert r.status_code == 403 and r.json()["error"]["type"] == "permission_error"
+    assert "error" not in client.post("/v1/route", json=ROUTE).json()  # the rest: just "detail"
 
 
 @SQLITE_ONLY

@@ -233,6 +233,7 @@ def test_bad_requests_and_unproxyable_pool(client, body, status, message) -> Non
     r = client.post("/v1/chat/completions", json=body)
     assert r.status_code == status, r.text
     assert message in r.json()["detail"]
+    assert r.json()["error"]["message"] == r.json()["detail"]  # what OpenAI SDKs show
 
 
 @SQLITE_ONLY

@@ -10,10 +10,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bandit_router import __version__
 from bandit_router.api import admin, audits, auth, feedback, limits, metrics, proxy, routing
@@ -66,6 +68,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     json_logs = settings.log_format == "json"
     app.add_middleware(ObserveMiddleware, access_lines=json_logs)
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(OperationalError, _database_down)  # type: ignore[arg-type]
     return app
 
@@ -101,7 +104,7 @@ def healthz(request: Request) -> dict[str, Any]:
     }
 
 
-async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     """422 with one readable line per problem, plus the structured details."""
     errors = jsonable_encoder(exc.errors(), custom_encoder={Exception: str})
     lines = []
@@ -109,7 +112,14 @@ async def _validation_error(_request: Request, exc: RequestValidationError) -> J
         where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         lines.append(f"{where}: {msg}" if where else msg)
-    return JSONResponse(status_code=422, content={"detail": "; ".join(lines), "errors": errors})
+    return auth.error_response(request.url.path, 422, "; ".join(lines), errors=errors)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    """FastAPI's own handler, except on OpenAI-compatible paths: OpenAI's error shape there."""
+    if not request.url.path.startswith(auth.OPENAI_PATHS):
+        return await http_exception_handler(request, exc)
+    return auth.error_response(request.url.path, exc.status_code, str(exc.detail), exc.headers)
 
 
 async def _database_down(_request: Request, exc: OperationalError) -> JSONResponse:

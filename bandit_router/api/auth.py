@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,20 @@ OPEN_PATHS = frozenset(
 # Which roles may call a path: admin can do everything; client and grader are disjoint.
 GRANTS = {"client": {"client", "admin"}, "grader": {"grader", "admin"}, "admin": {"admin"}}
 SCOPE_KEY = "bandit_router.api_key"
+OPENAI_PATHS = ("/v1/chat/",)
+_OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
+
+
+def error_response(
+    path: str, status: int, detail: str, headers: Mapping[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    """The API's error body, {"detail": ...}. On OpenAI-compatible paths it also has OpenAI's
+    {"error": {"message", "type", "code"}}, the part OpenAI SDKs show in their exceptions."""
+    body: dict[str, Any] = {"detail": detail, **extra}
+    if path.startswith(OPENAI_PATHS):
+        kind = _OPENAI_TYPES.get(status, "invalid_request_error" if status < 500 else "api_error")
+        body["error"] = {"message": detail, "type": kind, "code": status}
+    return JSONResponse(body, status, headers)
 
 
 @dataclass(frozen=True)
@@ -139,7 +153,7 @@ class AuthMiddleware:
             status, detail = refused
             metrics.record_rejection("unauthenticated" if status == 401 else "forbidden")
             headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-            await JSONResponse({"detail": detail}, status, headers)(scope, receive, send)
+            await error_response(scope["path"], status, detail, headers)(scope, receive, send)
             return
         scope[SCOPE_KEY] = key
         await self.app(scope, receive, send)

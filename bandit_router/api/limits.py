@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bandit_router.api import metrics
-from bandit_router.api.auth import request_key
+from bandit_router.api.auth import error_response, request_key
 from bandit_router.config import Settings
 
 
@@ -83,7 +83,7 @@ class LimitsMiddleware:
         except BodyTooLarge as exc:  # raised outside FastAPI's handlers, before any answer
             if started:
                 raise
-            await JSONResponse({"detail": exc.detail}, 413)(scope, receive, send)
+            await error_response(scope["path"], 413, exc.detail)(scope, receive, send)
 
     def _rate_limited(self, scope: Scope) -> JSONResponse | None:
         key = request_key(scope)
@@ -98,13 +98,14 @@ class LimitsMiddleware:
             f"rate limit exceeded for API key {key.prefix}: {self.limiter.rate:g} requests/s, "
             f"burst {self.limiter.burst}; retry in {retry} s"
         )
-        return JSONResponse({"detail": detail}, 429, {"Retry-After": str(retry)})
+        return error_response(scope["path"], 429, detail, {"Retry-After": str(retry)})
 
     def _declared_too_large(self, scope: Scope) -> JSONResponse | None:
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_body:
                 metrics.record_rejection("body_too_large")
-                return JSONResponse({"detail": BodyTooLarge(self.max_body).detail}, 413)
+                detail = BodyTooLarge(self.max_body).detail
+                return error_response(scope["path"], 413, detail)
         return None
 
     def _capped(self, receive: Receive) -> Receive:
