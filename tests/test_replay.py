@@ -1,0 +1,87 @@
+"""The replay benchmark end to end on a generated gold table, small enough for CI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from topics import prompts
+
+from bandit_router.bench.replay import ReplayOptions, run_replay
+from bandit_router.config import load_settings
+
+# Per topic: probability that each model answers correctly, and its cost per query (USD).
+SKILL = {"big": (0.9, 0.9), "mathy": (0.9, 0.15), "poet": (0.15, 0.9)}
+COST = {"big": 0.01, "mathy": 0.001, "poet": 0.001}
+
+
+def gold_fixture(path: Path, models: list[str], n: int = 120) -> Path:
+    rng = np.random.default_rng(0)
+    rows = []
+    for t, kind in enumerate(("math", "poetry")):
+        for j, prompt in enumerate(prompts(kind, n, seed=123)):
+            for m in models:
+                rows.append(
+                    {
+                        "prompt_id": f"{kind}-{j}",
+                        "prompt": prompt,
+                        "model": m,
+                        "score": float(rng.random() < SKILL[m][t]),
+                        "cost_usd": COST[m],
+                        "category": kind,
+                    }
+                )
+    df = pd.DataFrame(rows).drop_duplicates(["prompt", "model"])
+    df = df.drop_duplicates(["prompt_id", "model"])
+    df = df[df.groupby("prompt")["prompt_id"].transform("nunique") == 1]
+    df.to_parquet(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    return load_settings(database_url=f"sqlite:///{tmp_path_factory.mktemp('db')}/x.db")
+
+
+def test_replay_three_models(settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    gold = gold_fixture(tmp_path / "gold.parquet", ["big", "mathy", "poet"])
+    opts = ReplayOptions(rounds=600, batch=100, seed=1, progress=False, mf_epochs=20)
+    result = run_replay(settings, gold, None, tmp_path / "out", opts, tmp_path / "cache")
+    on_disk = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert on_disk["best_single_model"]["model"] == "big"
+    for png in ("quality_cost.png", "online_reward.png"):
+        assert (tmp_path / "out" / png).stat().st_size > 10_000
+    policies = {p["policy"]: p for p in result["policies"]}
+    assert set(policies) == {
+        "supervised_full_information",
+        "offline_mf_router",
+        "bandit_cold_start",
+        "bandit_warm_start",
+    }
+    rnd = result["random"]["quality"]
+    for name in ("supervised_full_information", "offline_mf_router", "bandit_warm_start"):
+        p = policies[name]
+        # A router that knows the topics reaches the big model's quality far cheaper.
+        assert p["cost_share_to_match_best_single"] is not None, name
+        assert p["cost_share_to_match_best_single"] < 0.5, name
+        assert p["max_quality"] > rnd + 0.2, name
+    assert (
+        result["online"]["warm"]["first_1000_mean_reward"]
+        > result["online"]["cold"]["first_1000_mean_reward"]
+    )
+
+
+def test_replay_two_models_reports_routellm_metrics(settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    gold = gold_fixture(tmp_path / "gold.parquet", ["big", "poet"])
+    opts = ReplayOptions(rounds=300, batch=100, seed=2, progress=False, mf_epochs=20)
+    result = run_replay(settings, gold, None, tmp_path / "out", opts, tmp_path / "cache")
+    assert result["strong_model"] == "big"
+    policies = {p["policy"]: p for p in result["policies"]}
+    assert 0.4 < result["random"]["apgr"] < 0.6
+    # A topic-perfect router scores ≈ 0.75 here (the weak model is as good on half the prompts).
+    assert policies["supervised_full_information"]["apgr"] > 0.6
+    assert policies["supervised_full_information"]["cpt50"] < 0.5
+    assert (tmp_path / "out" / "pgr.png").exists()
