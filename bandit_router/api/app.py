@@ -14,7 +14,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bandit_router import __version__
@@ -70,6 +70,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(OperationalError, _database_down)  # type: ignore[arg-type]
+    for unstorable in (DataError, IntegrityError, OverflowError):
+        app.add_exception_handler(unstorable, _unstorable)
     return app
 
 
@@ -120,6 +122,16 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> Response
     if not request.url.path.startswith(auth.OPENAI_PATHS):
         return await http_exception_handler(request, exc)
     return auth.error_response(request.url.path, exc.status_code, str(exc.detail), exc.headers)
+
+
+async def _unstorable(request: Request, exc: Exception) -> Response:
+    """Last line of defence, found by tests/test_fuzz_api.py: a value that passed validation but
+    that the store cannot hold (an integer past its column's range, a NUL byte in PostgreSQL text,
+    null into a required column) is the request's fault: a 422 saying so, never a 500."""
+    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    log.warning("%s %s: the store rejected a value: %s", request.method, request.url.path, reason)
+    message = f"a value in the request cannot be stored: {reason}"
+    return auth.error_response(request.url.path, 422, message)
 
 
 async def _database_down(_request: Request, exc: OperationalError) -> JSONResponse:
