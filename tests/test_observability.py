@@ -149,7 +149,9 @@ def test_json_formatter_redacts_keys_and_keeps_exceptions() -> None:
         record = logging.LogRecord(
             "x", logging.ERROR, __file__, 1, "got %s", (key,), sys.exc_info()
         )
+    record.fields = {"request_id": key}
     out = json.loads(JsonFormatter().format(record))
     assert out["message"] == "got brk_0123abcd_[redacted]"
+    assert out["request_id"] == "brk_0123abcd_[redacted]"
     assert "s3cr3t" not in out["exc"] and "ValueError" in out["exc"]
     assert out["level"] == "ERROR" and "decision_id" not in out

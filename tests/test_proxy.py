@@ -24,6 +24,7 @@ from starlette.routing import Route
 from bandit_router.api.proxy import UpstreamFailed, fallback_order, forward
 from bandit_router.policy.decide import Choice
 from bandit_router.policy.pool import ModelSpec
+from bandit_router.store.keys import served_by
 
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 SECRET_ENV = "BR_TEST_UPSTREAM_KEY"
@@ -167,16 +168,17 @@ def test_streams_server_sent_events(client, wire) -> None:  # type: ignore[no-un
 
 @SQLITE_ONLY
 @pytest.mark.parametrize("stream", [False, True])
-def test_falls_back_to_the_next_best_candidate(client, upstream, wire, stream) -> None:  # type: ignore[no-untyped-def]
+def test_falls_back_to_the_next_best_candidate(client, runtime, wire, stream) -> None:  # type: ignore[no-untyped-def]
     wire(strong="fail", mid="down", cheap="ok")
-    fallbacks = 0
+    fallbacks, ids = 0, []
     for _ in range(12):  # the policy explores: some decisions choose a failing model
         r = client.post(
             "/v1/chat/completions", json={**CHAT, "model": "router:quality", "stream": stream}
         )
         assert r.status_code == 200, r.text
         assert r.headers["x-bandit-router-model"] == "cheap"
-        decision = client.get(f"/v1/decisions/{r.headers['x-bandit-router-decision-id']}").json()
+        ids.append(r.headers["x-bandit-router-decision-id"])
+        decision = client.get(f"/v1/decisions/{ids[-1]}").json()
         attempts = decision["proxy"]["attempts"]
         assert attempts[0]["model"] == decision["chosen_model"]
         assert attempts[-1] == {"model": "cheap", "status": 200}
@@ -189,6 +191,9 @@ def test_falls_back_to_the_next_best_candidate(client, upstream, wire, stream) -
         if fallbacks >= 2:
             break
     assert fallbacks >= 1, "no decision chose a failing model (probability < 1e-5)"
+    not_proxied = client.post("/v1/route", json={"prompt": "hi"}).json()["decision_id"]
+    with runtime.engine.connect() as conn:
+        assert served_by(conn, [*ids, not_proxied]) == dict.fromkeys(ids, "cheap")
 
 
 @SQLITE_ONLY

@@ -68,7 +68,7 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "message": redact(record.getMessage()),
+            "message": record.getMessage(),
         }
         ctx = _current.get()
         if ctx is not None:
@@ -79,8 +79,8 @@ class JsonFormatter(logging.Formatter):
                 out["key"] = ctx.key_prefix
         out.update(getattr(record, "fields", {}))
         if record.exc_info:
-            out["exc"] = redact(self.formatException(record.exc_info))
-        return json.dumps(out, default=str)
+            out["exc"] = self.formatException(record.exc_info)
+        return redact(json.dumps(out, default=str))  # every field: a key may hide in any
 
 
 def configure_logging(log_format: str) -> None:

@@ -129,17 +129,13 @@ async def forward(
     """Send to one upstream. A non-streamed answer is read here, so a timeout while reading it
     is still a failure that can fall back; a stream is returned once its headers arrived."""
     assert spec.base_url is not None
-    request = client.build_request(
-        "POST",
-        spec.base_url.rstrip("/") + "/chat/completions",
-        json=payload,
-        headers=upstream_headers(spec),
-    )
+    url = spec.base_url.rstrip("/") + "/chat/completions"
     try:
+        request = client.build_request("POST", url, json=payload, headers=upstream_headers(spec))
         response = await client.send(request, stream=True)
     except httpx.TimeoutException:
         raise UpstreamFailed("timed out") from None
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:  # a bad base_url is this model's failure
         raise UpstreamFailed(f"{type(exc).__name__}: {exc}") from None
     if response.status_code == 429 or response.status_code >= 500:
         await response.aclose()

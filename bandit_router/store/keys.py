@@ -137,3 +137,12 @@ def get_answer(conn: Connection, decision_id: str) -> dict[str, Any] | None:
     stmt = select(ProxyAnswer.__table__).where(ProxyAnswer.decision_id == decision_id)
     row = conn.execute(stmt).first()
     return dict(row._mapping) if row else None
+
+
+def served_by(conn: Connection, decision_ids: list[str]) -> dict[str, str | None]:
+    """For the learning jobs: who answered each proxied decision (None: no upstream did).
+    Decisions absent from the result were not proxied: their chosen model is what answered."""
+    stmt = select(ProxyAnswer.decision_id, ProxyAnswer.served_model).where(
+        ProxyAnswer.decision_id.in_(decision_ids)
+    )
+    return {r.decision_id: r.served_model for r in conn.execute(stmt)}
