@@ -30,6 +30,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if workers > 1 and settings.database_url.startswith("sqlite"):
         print(f"bandit-router: {SQLITE_ONE_PROCESS}", file=sys.stderr)
         return 2
+    refused = _bind_refused(settings, args.host)
+    if refused:
+        print(f"bandit-router: {refused}", file=sys.stderr)
+        return 2
     if settings.database_url.startswith("sqlite") and settings.database_url.endswith(
         "bandit-router.db"
     ):
@@ -38,9 +42,34 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if workers == 1:
         uvicorn.run(create_app(settings), **common)
     else:
+        _prepare_worker_metrics()
         # Each worker is a new process that builds its own app (and Runtime) from the environment.
         uvicorn.run("bandit_router.api.app:app_from_env", factory=True, workers=workers, **common)
     return 0
+
+
+def _bind_refused(settings: Settings, host: str) -> str | None:
+    """An open service (no API key) may listen on loopback only; see api/auth.py."""
+    from bandit_router.api.auth import BindRefused, check_bind_allowed, has_api_keys, is_loopback
+
+    try:
+        has_keys = not is_loopback(host) and has_api_keys(settings.database_url)
+        check_bind_allowed(settings, host, has_keys)
+    except (BindRefused, ConfigError) as exc:
+        return str(exc)
+    return None
+
+
+def _prepare_worker_metrics() -> None:
+    """Each worker writes its Prometheus values to files that every scrape adds up; an operator's
+    PROMETHEUS_MULTIPROC_DIR is kept, otherwise a fresh temporary folder."""
+    import os
+    import tempfile
+
+    from bandit_router.api.metrics import MULTIPROC_ENV, prepare_multiprocess
+
+    directory = os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix="bandit-router-metrics-")
+    prepare_multiprocess(directory)
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
