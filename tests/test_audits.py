@@ -53,9 +53,13 @@ def test_audit_round_trip(audited) -> None:  # type: ignore[no-untyped-def]
 
     r = client.post("/v1/audits", json={"decision_id": ids[0], "score": 0.75, "grader_id": "ann"})
     assert r.status_code == 201 and r.json()["status"] == "graded"
-    again = client.post("/v1/audits", json={"decision_id": ids[0], "score": 0.75, "grader_id": "ann"})
+    again = client.post(
+        "/v1/audits", json={"decision_id": ids[0], "score": 0.75, "grader_id": "ann"}
+    )
     assert again.status_code == 200 and again.json()["status"] == "duplicate"
-    clash = client.post("/v1/audits", json={"decision_id": ids[0], "pass": False, "grader_id": "bo"})
+    clash = client.post(
+        "/v1/audits", json={"decision_id": ids[0], "pass": False, "grader_id": "bo"}
+    )
     assert clash.status_code == 409
     r = client.post("/v1/audits", json={"decision_id": ids[1], "pass": True, "grader_id": "ann"})
     assert r.status_code == 201 and r.json()["score"] == 1.0

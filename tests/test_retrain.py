@@ -1,0 +1,92 @@
+"""Retraining on bias-corrected labels fixes a policy that biased feedback misled; a failed
+retraining leaves the active policy alone. Real encoder, VW and SQL, through the HTTP API."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from topics import prompts
+
+from bandit_router.api.app import create_app
+from bandit_router.config import Settings
+from bandit_router.runtime import Runtime
+from bandit_router.store import repository as repo
+
+TRUTH = {"strong": 1.0, "mid": 0.5, "cheap": 0.0}  # what gold audits say on maths
+JUDGE = {"strong": 0.3, "mid": 0.5, "cheap": 0.9}  # what the biased judge says
+
+
+@pytest.fixture
+def service(settings: Settings, encoder):  # type: ignore[no-untyped-def]
+    s = settings.model_copy(
+        update={
+            "audit_rate_floor": 0.3,
+            "audit_rate_max": 0.3,
+            "exploration": "epsilon",
+            "epsilon": 0.5,
+            "bias_method": "paired",
+            "retrain_min_events": 20,
+        }
+    )
+    rt = Runtime(s, encoder=encoder, scheduler=False)
+    with TestClient(create_app(s, rt)) as c:
+        yield c, rt
+    rt.close()
+
+
+def prefers(client, prompt: str) -> str:  # type: ignore[no-untyped-def]
+    out = client.post("/v1/route", json={"prompt": prompt, "preset": "quality"}).json()
+    return max(out["candidates"], key=lambda c: c["predicted_quality"])["model"]
+
+
+def test_retraining_fixes_a_policy_misled_by_biased_feedback(service) -> None:  # type: ignore[no-untyped-def]
+    client, rt = service
+    for rnd in range(3):
+        for prompt in prompts("math", 60, seed=rnd):
+            out = client.post("/v1/route", json={"prompt": prompt, "preset": "quality"}).json()
+            did, model = out["decision_id"], out["model"]
+            fb = {"decision_id": did, "type": "reward", "value": JUDGE[model], "source": "judge"}
+            assert client.post("/v1/feedback", json=fb).status_code == 201
+        for item in client.post("/v1/audits/claim", json={"grader_id": "g", "limit": 500}).json():
+            grade = {
+                "decision_id": item["decision_id"],
+                "score": TRUTH[item["model"]],
+                "grader_id": "g",
+            }
+            assert client.post("/v1/audits", json=grade).status_code == 201
+        assert rt.runner.run("update")["status"] == "succeeded"
+
+    held_out = prompts("math", 10, seed=50)
+    assert sum(prefers(client, p) == "cheap" for p in held_out) >= 8  # misled by the judge
+
+    job = rt.runner.run("retrain")
+    assert job["status"] == "succeeded", job["error"]
+    result = job["result"]
+    assert result["promoted"], result["ope"]
+    assert result["ope"]["difference"]["lo"] > 0
+    bias = result["bias"]
+    assert bias["cheap"]["estimate"] < -0.5 and bias["strong"]["estimate"] > 0.4
+    assert sum(prefers(client, p) == "strong" for p in held_out) >= 8  # fixed
+
+    view = client.get("/v1/admin/bias").json()
+    assert view["job_id"] == job["id"] and view["models"]["cheap"]["hi"] < 0
+
+
+def test_failed_retraining_leaves_the_active_policy(service) -> None:  # type: ignore[no-untyped-def]
+    client, rt = service
+    for prompt in prompts("poetry", 30, seed=1):
+        did = client.post("/v1/route", json={"prompt": prompt}).json()["decision_id"]
+        client.post("/v1/feedback", json={"decision_id": did, "type": "thumbs", "value": "up"})
+    with rt.engine.begin() as conn:
+        before = repo.active_policy_id(conn)
+        # A corrupt base policy: the job will fail loading it.
+        repo.insert_policy(
+            conn, activate=False, vw_args="--cb_adf", model_bytes=b"garbage", source="warm_start"
+        )
+        n_versions = len(repo.list_policies(conn))
+    job = rt.runner.run("retrain")
+    assert job["status"] == "failed" and job["error"]
+    with rt.engine.connect() as conn:
+        assert repo.active_policy_id(conn) == before
+        assert len(repo.list_policies(conn)) == n_versions
+    assert client.get("/healthz").json()["policy_version"] == before
