@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
 
 from bandit_router.config import Settings
@@ -31,25 +33,25 @@ def register(sub: Any) -> None:
     s.set_defaults(func=cmd_keys_revoke)
 
 
-def _engine(settings: Settings) -> Engine:
+@contextlib.contextmanager
+def _transaction(settings: Settings) -> Iterator[Connection]:
     """SQLite migrates itself (as `serve` does); a server database must already be migrated."""
     url = settings.database_url
     if make_url(url).get_backend_name() == "sqlite":
         migrate(url)
     engine = make_engine(url)
-    if not schema_is_current(engine):
+    try:
+        if not schema_is_current(engine):
+            raise SystemExit("bandit-router: the database is not at the newest schema: run migrate")
+        with engine.begin() as conn:
+            yield conn
+    finally:
         engine.dispose()
-        raise SystemExit("bandit-router: the database is not at the newest schema: run migrate")
-    return engine
 
 
 def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
-    engine = _engine(settings)
-    try:
-        with engine.begin() as conn:
-            key, row = store.create_key(conn, args.role, args.name)
-    finally:
-        engine.dispose()
+    with _transaction(settings) as conn:
+        key, row = store.create_key(conn, args.role, args.name)
     # The key alone on stdout (for `KEY=$(bandit-router keys create ...)`), the rest on stderr.
     print(
         f"created {row['role']} key {row['id']} ({row['prefix']}); it is shown only now, "
@@ -61,12 +63,8 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
-    engine = _engine(settings)
-    try:
-        with engine.connect() as conn:
-            rows = store.list_keys(conn)
-    finally:
-        engine.dispose()
+    with _transaction(settings) as conn:
+        rows = store.list_keys(conn)
     print(f"{'id':>4}  {'prefix':<12}  {'role':<6}  {'created':<19}  {'revoked':<19}  name")
     for r in rows:
         revoked = _when(r["revoked_at"]) or "-"
@@ -78,12 +76,8 @@ def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
-    engine = _engine(settings)
-    try:
-        with engine.begin() as conn:
-            row = store.revoke_key(conn, args.key)
-    finally:
-        engine.dispose()
+    with _transaction(settings) as conn:
+        row = store.revoke_key(conn, args.key)
     if row is None:
         print(f"bandit-router: no key with id or prefix {args.key!r}", file=sys.stderr)
         return 1
