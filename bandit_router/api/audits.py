@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Connection
 
+from bandit_router.api import metrics
 from bandit_router.api.deps import get_runtime
 from bandit_router.runtime import Runtime
 from bandit_router.store import repository as repo
@@ -69,7 +70,10 @@ def claim(req: ClaimRequest, rt: RuntimeDep) -> list[dict[str, Any]]:
     lease = timedelta(seconds=rt.settings.audit_claim_seconds)
     with rt.engine.begin() as conn:
         ids = repo.claim_audits(conn, req.grader_id, req.limit, lease)
-        return [_item(conn, a) for a in repo.audits_by_id(conn, ids)] if ids else []
+        items = [_item(conn, a) for a in repo.audits_by_id(conn, ids)] if ids else []
+    for _ in items:
+        metrics.record_audit("claimed")
+    return items
 
 
 @router.post("", status_code=201)
@@ -91,4 +95,5 @@ def grade(req: GradeRequest, response: Response, rt: RuntimeDep) -> dict[str, An
                 return {"decision_id": req.decision_id, "status": "duplicate", "score": score}
             raise HTTPException(409, f"decision {req.decision_id} is already graded")
         repo.grade_audit(conn, req.decision_id, score, req.grader_id)
+    metrics.record_audit("graded")
     return {"decision_id": req.decision_id, "status": "graded", "score": score}

@@ -119,6 +119,8 @@ async def route_request(
     )
     await rt.writer.write(lambda conn: repo.insert_decision(conn, row, audited))
     metrics.record_decision(choice.model, endpoint)
+    if audited:
+        metrics.record_audit("selected")
     return Routed(decision_id, choice, lam, policy.version)
 
 

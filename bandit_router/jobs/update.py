@@ -18,6 +18,7 @@ from bandit_router.config import Settings
 from bandit_router.jobs.rewards import aggregate
 from bandit_router.policy.learner import QualityModel
 from bandit_router.store import repository as repo
+from bandit_router.store.keys import served_by
 from bandit_router.store.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -43,14 +44,19 @@ class Event:
     side_rewards: list[tuple[str, float]]
 
 
-def collect_events(engine: Engine, settings: Settings) -> list[Event]:
+def collect_events(engine: Engine, settings: Settings) -> tuple[list[Event], list[str]]:
+    """Learnable events, and the ids of decisions closed without anything to learn."""
     closed_before = utcnow() - timedelta(seconds=settings.reward_wait_seconds)
     with engine.connect() as conn:
         rows = repo.learnable_decisions(
             conn, closed_before, settings.no_feedback == "skip", BATCH_LIMIT
         )
         fb = repo.feedback_for(conn, [r["id"] for r in rows])
-    events = []
+        ids = [r["id"] for r in rows]
+        served: dict[str, str | None] = {}
+        for start in range(0, len(ids), 5000):  # bounded IN lists (SQLite's parameter cap)
+            served.update(served_by(conn, ids[start : start + 5000]))
+    events, skipped = [], []
     for row in rows:
         items = fb[row["id"]]
         if items:
@@ -58,6 +64,16 @@ def collect_events(engine: Engine, settings: Settings) -> list[Event]:
         else:
             reward = settings.default_reward
         models = [c["model"] for c in row["candidates"]]
+        chosen, probability = row["chosen_model"], row["probability"]
+        answered = served.get(row["id"], chosen)
+        if answered is None:  # the proxy found no upstream that answered: no quality to learn
+            skipped.append(row["id"])
+            continue
+        if answered != chosen:
+            # A fallback answered: the feedback rates it, a model the policy did not draw, so it
+            # is learned as a full-information label (p = 1) for that model.
+            models = models if answered in models else [*models, answered]
+            chosen, probability = answered, 1.0
         side = [
             (f["other_model"], 1.0 - f["reward"])
             for f in items
@@ -68,13 +84,13 @@ def collect_events(engine: Engine, settings: Settings) -> list[Event]:
                 decision_id=row["id"],
                 emb=np.frombuffer(row["embedding"], dtype=np.float32),
                 models=models,
-                chosen=models.index(row["chosen_model"]),
-                probability=row["probability"],
+                chosen=models.index(chosen),
+                probability=probability,
                 reward=reward,
                 side_rewards=side,
             )
         )
-    return events
+    return events, skipped
 
 
 def learn_events(model: QualityModel, events: list[Event], counts: dict[str, int]) -> None:
@@ -93,8 +109,8 @@ def run_update(engine: Engine, settings: Settings) -> dict[str, Any]:
         active = repo.active_policy(conn)
     if active is None:
         raise RuntimeError("no active policy to update")
-    events = collect_events(engine, settings)
-    if not events:
+    events, skipped = collect_events(engine, settings)
+    if not events and not skipped:
         return {"events": 0, "published": None, "parent": active["id"]}
     model = QualityModel(active["vw_args"], active["model_bytes"])
     counts = dict(active["model_counts"] or {})
@@ -122,6 +138,6 @@ def run_update(engine: Engine, settings: Settings) -> dict[str, Any]:
             source="update",
             parent_id=active["id"],
         )
-        repo.mark_learned(conn, [e.decision_id for e in events], version)
+        repo.mark_learned(conn, [e.decision_id for e in events] + skipped, version)
     log.info("update job published policy %s from %s events", version, len(events))
     return {**metrics, "published": version, "parent": active["id"]}
