@@ -27,7 +27,7 @@ def _assert_nothing_acknowledged_is_lost(report: dict[str, Any]) -> None:
 
 def test_kill_9_under_load_keeps_every_acknowledged_write(pool_file: Path) -> None:
     settings = load_settings(pool_file=pool_file)
-    report = run_load_bench(settings, "kill", duration_s=4.0, rate=10.0)
+    report = run_load_bench(settings, "kill", duration_s=3.0, rate=10.0)
 
     _assert_nothing_acknowledged_is_lost(report)
     # The kill really cut requests off, and the restarted service answered everything after it.
@@ -50,7 +50,7 @@ def test_postgres_restart_under_load_fails_fast_and_recovers(
     settings = load_settings(pool_file=pool_file)
     try:
         report = run_load_bench(
-            settings, "pg-restart", duration_s=4.0, rate=10.0, database_url=pg_url, pg_down_s=1.5
+            settings, "pg-restart", duration_s=3.0, rate=10.0, database_url=pg_url, pg_down_s=1.5
         )
     finally:
         if not _pg_is_up():  # never leave the shared server down, whatever failed above

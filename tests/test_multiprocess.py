@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import text
 
 from bandit_router.bench.load import Service, descendants
+from bandit_router.cli import main
 from bandit_router.config import Settings, load_settings
 from bandit_router.jobs.lock import SchedulerOwnership
 from bandit_router.jobs.runner import JobRunner
@@ -150,13 +151,18 @@ def test_worker_killed_9_loses_the_scheduler_to_a_standby(
             worker.wait()
 
 
-def test_serve_refuses_several_workers_on_sqlite(tmp_path: Path, pool_file: Path) -> None:
-    env = {**_worker_env(f"sqlite:///{tmp_path}/r.db", pool_file)}
-    cmd = [sys.executable, "-m", "bandit_router.cli", "serve", "--workers", "2"]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2
-    assert "--workers > 1 needs PostgreSQL" in done.stderr
-    assert "one process write at a time" in done.stderr
+def test_serve_refuses_several_workers_on_sqlite(
+    tmp_path: Path,
+    pool_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("BANDIT_ROUTER_DATABASE_URL", f"sqlite:///{tmp_path}/r.db")
+    monkeypatch.setenv("BANDIT_ROUTER_POOL_FILE", str(pool_file))
+    assert main(["serve", "--workers", "2"]) == 2  # before anything is started
+    err = capsys.readouterr().err
+    assert "--workers > 1 needs PostgreSQL" in err
+    assert "one process write at a time" in err
 
 
 def _uvicorn_workers(parent: int) -> list[int]:
