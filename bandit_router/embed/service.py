@@ -16,6 +16,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from bandit_router.batching import next_batch
+
 _STOP = object()
 
 
@@ -87,21 +89,11 @@ class EmbeddingService:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is _STOP:
-                return
-            batch = [first]
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    self._queue.put(_STOP)
-                    break
-                batch.append(item)
-            self._encode(batch)
+        stopped = False
+        while not stopped:
+            batch, stopped = next_batch(self._queue, self._max_batch, _STOP)
+            if batch:
+                self._encode(batch)
 
     def _encode(self, batch: list[tuple[str, str, Future[np.ndarray]]]) -> None:
         try:

@@ -26,8 +26,8 @@ from bandit_router.audit import ope
 from bandit_router.audit.ppi import bias_intervals_by_model, bias_moved
 from bandit_router.config import Settings
 from bandit_router.jobs.rewards import aggregate
-from bandit_router.jobs.update import PolicyChangedError
 from bandit_router.policy.learner import QualityModel
+from bandit_router.policy.service import publish_policy
 from bandit_router.store import repository as repo
 from bandit_router.store.models import Job, PolicyVersion, utcnow
 
@@ -306,21 +306,17 @@ def run_retrain(engine: Engine, settings: Settings) -> dict[str, Any]:
         "ope": evaluation,
         "bias": bias_report(engine, lg),
     }
-    with engine.begin() as conn:
-        if repo.active_policy_id(conn) != active["id"]:
-            raise PolicyChangedError(
-                "the active policy changed while the job ran; nothing published"
-            )
-        version = repo.insert_policy(
-            conn,
-            activate=evaluation["promote"],
-            vw_args=base["vw_args"],
-            model_bytes=blob,
-            model_counts=counts,
-            metrics=metrics,
-            source="retrain",
-            parent_id=base["id"],
-        )
+    version = publish_policy(
+        engine,
+        trained_from_active=active["id"],
+        activate=evaluation["promote"],
+        vw_args=base["vw_args"],
+        model_bytes=blob,
+        model_counts=counts,
+        metrics=metrics,
+        source="retrain",
+        parent_id=base["id"],
+    )
     log.info(
         "retrain: candidate %s %s",
         version,

@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from bandit_router.config import Settings
 from bandit_router.jobs.rewards import aggregate
 from bandit_router.policy.learner import QualityModel
+from bandit_router.policy.service import publish_policy
 from bandit_router.store import repository as repo
 from bandit_router.store.keys import served_by
 from bandit_router.store.models import utcnow
@@ -24,10 +25,6 @@ from bandit_router.store.models import utcnow
 log = logging.getLogger(__name__)
 
 BATCH_LIMIT = 200_000  # decisions per run; a backlog larger than this is learned over several runs
-
-
-class PolicyChangedError(RuntimeError):
-    pass
 
 
 @dataclass
@@ -123,21 +120,18 @@ def run_update(engine: Engine, settings: Settings) -> dict[str, Any]:
         "events": len(events),
         "mean_reward": float(np.mean([e.reward for e in events])),
     }
-    with engine.begin() as conn:
-        if repo.active_policy_id(conn) != active["id"]:
-            raise PolicyChangedError(
-                "the active policy changed while the job ran; nothing published"
-            )
-        version = repo.insert_policy(
-            conn,
-            activate=True,
-            vw_args=active["vw_args"],
-            model_bytes=blob,
-            model_counts=counts,
-            metrics=metrics,
-            source="update",
-            parent_id=active["id"],
-        )
-        repo.mark_learned(conn, [e.decision_id for e in events] + skipped, version)
+    learned = [e.decision_id for e in events] + skipped
+    version = publish_policy(
+        engine,
+        trained_from_active=active["id"],
+        activate=True,
+        also=lambda conn, v: repo.mark_learned(conn, learned, v),
+        vw_args=active["vw_args"],
+        model_bytes=blob,
+        model_counts=counts,
+        metrics=metrics,
+        source="update",
+        parent_id=active["id"],
+    )
     log.info("update job published policy %s from %s events", version, len(events))
     return {**metrics, "published": version, "parent": active["id"]}

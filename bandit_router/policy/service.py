@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Connection, Engine
 
 from bandit_router.policy.decide import Policy
 from bandit_router.policy.learner import QualityModel
@@ -43,3 +46,29 @@ def load_policy(engine: Engine, version: int) -> Policy:
         model=QualityModel(row["vw_args"], row["model_bytes"]),
         model_counts=dict(row["model_counts"] or {}),
     )
+
+
+class PolicyChangedError(RuntimeError):
+    pass
+
+
+def publish_policy(
+    engine: Engine,
+    *,
+    trained_from_active: int,
+    activate: bool,
+    also: Callable[[Connection, int], None] | None = None,
+    **fields: Any,
+) -> int:
+    """Store a trained policy (and `also` whatever belongs with it) in one transaction, but only
+    if the active policy is still the one the job started from: a job never overrides a
+    promotion or rollback that happened while it ran."""
+    with engine.begin() as conn:
+        if repo.active_policy_id(conn) != trained_from_active:
+            raise PolicyChangedError(
+                "the active policy changed while the job ran; nothing published"
+            )
+        version = repo.insert_policy(conn, activate=activate, **fields)
+        if also is not None:
+            also(conn, version)
+    return version

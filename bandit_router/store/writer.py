@@ -18,6 +18,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
+from bandit_router.batching import next_batch
+
 log = logging.getLogger(__name__)
 
 WriteFn = Callable[[Connection], Any]
@@ -45,21 +47,11 @@ class GroupCommitWriter:
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is _STOP:
-                return
-            batch = [item]
-            while len(batch) < self._max_batch:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    self._commit(batch)
-                    return
-                batch.append(nxt)
-            self._commit(batch)
+        stopped = False
+        while not stopped:
+            batch, stopped = next_batch(self._queue, self._max_batch, _STOP)
+            if batch:
+                self._commit(batch)
 
     def _commit(self, batch: list[tuple[WriteFn, Future[Any]]]) -> None:
         try:
