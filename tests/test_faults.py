@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine
 
 from bandit_router.bench.load import default_pg_ctl, run_load_bench
 from bandit_router.config import load_settings
@@ -45,7 +46,7 @@ def _pg_is_up() -> bool:
 def test_postgres_restart_under_load_fails_fast_and_recovers(
     pool_file: Path,
     pg_url: str,
-    pg_admin,  # type: ignore[no-untyped-def]
+    pg_admin: Engine,
 ) -> None:
     settings = load_settings(pool_file=pool_file)
     try:

@@ -11,10 +11,11 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from bandit_router.bench.load import Service, descendants
 from bandit_router.cli import main
@@ -50,7 +51,7 @@ def owners(*items: Runtime | SchedulerOwnership) -> list[bool]:
 
 def test_exactly_one_runtime_owns_the_scheduler_and_the_other_takes_over(
     settings: Settings,
-    encoder,  # type: ignore[no-untyped-def]
+    encoder: Any,
 ) -> None:
     s = fast_lock_settings(settings)
     a = Runtime(s, encoder=encoder, scheduler=True)
@@ -81,7 +82,7 @@ def ownership(settings: Settings) -> Iterator[SchedulerOwnership]:
         engine.dispose()
 
 
-def lock_backends(pg_admin, db_url: str) -> list[int]:  # type: ignore[no-untyped-def]
+def lock_backends(pg_admin: Engine, db_url: str) -> list[int]:
     """Server pids of the sessions holding the scheduler lock in this database."""
     db = db_url.rsplit("/", 1)[1]
     with pg_admin.connect() as conn:
@@ -100,7 +101,7 @@ def lock_backends(pg_admin, db_url: str) -> list[int]:  # type: ignore[no-untype
 def test_lost_lock_connection_hands_the_scheduler_over(
     pg_url: str,
     pool_file: Path,
-    pg_admin,  # type: ignore[no-untyped-def]
+    pg_admin: Engine,
 ) -> None:
     """What a PostgreSQL restart does to the owner: its session ends, so it must stop scheduling
     (it no longer holds the lock) and the lock goes to whoever asks next."""
@@ -131,7 +132,7 @@ def _worker_env(db_url: str, pool_file: Path) -> dict[str, str]:
 def test_worker_killed_9_loses_the_scheduler_to_a_standby(
     pg_url: str,
     pool_file: Path,
-    pg_admin,  # type: ignore[no-untyped-def]
+    pg_admin: Engine,
 ) -> None:
     cmd = [sys.executable, "-m", "bandit_router.cli", "worker"]
     worker = subprocess.Popen(cmd, env=_worker_env(pg_url, pool_file))
