@@ -58,20 +58,20 @@ def test_replay_three_models(settings, tmp_path: Path) -> None:  # type: ignore[
     assert set(policies) == {
         "supervised_full_information",
         "offline_mf_router",
-        "bandit_cold_start",
-        "bandit_warm_start",
+        "bandit_cold",
+        "bandit_warm_mf",
+        "bandit_warm_supervised",
     }
     rnd = result["random"]["quality"]
-    for name in ("supervised_full_information", "offline_mf_router", "bandit_warm_start"):
+    for name in ("supervised_full_information", "offline_mf_router", "bandit_warm_mf"):
         p = policies[name]
         # A router that knows the topics reaches the big model's quality far cheaper.
         assert p["cost_share_to_match_best_single"] is not None, name
         assert p["cost_share_to_match_best_single"] < 0.5, name
         assert p["max_quality"] > rnd + 0.2, name
-    assert (
-        result["online"]["warm"]["first_1000_mean_reward"]
-        > result["online"]["cold"]["first_1000_mean_reward"]
-    )
+    cold = result["online"]["cold"]["first_1000_mean_reward"]
+    assert result["online"]["warm_mf"]["first_1000_mean_reward"] > cold
+    assert result["online"]["warm_supervised"]["first_1000_mean_reward"] > cold
 
 
 def test_replay_two_models_reports_routellm_metrics(settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

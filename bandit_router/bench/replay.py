@@ -181,19 +181,22 @@ def run_replay(
 
     online: dict[str, Any] = {}
     rewards: dict[str, list[float]] = {}
-    for start in ("cold", "warm"):
+    # Warm starts: from the RouteLLM-style router trained on battles, and from the supervised
+    # router trained on the train split's gold labels.
+    warm_sources = {"cold": None, "warm_mf": mf, "warm_supervised": supervised}
+    for start, router in warm_sources.items():
         engine, s = store_for(settings, out, f"replay-{start}", pool_yaml)
-        if start == "warm":
+        if router is not None:
             t0 = time.perf_counter()
             publish_warm_start(
                 engine,
                 s.vw_args,
                 data.X[tr],
                 data.models,
-                mf.predict_quality(data.X[tr]),
+                router.predict_quality(data.X[tr]),
                 passes=opts.warm_passes,
             )
-            online["warm_start_s"] = round(time.perf_counter() - t0, 2)
+            online[f"{start}_pretrain_s"] = round(time.perf_counter() - t0, 2)
         t0 = time.perf_counter()
         run, policy = simulate(
             engine,
@@ -213,7 +216,7 @@ def run_replay(
             "first_1000_mean_reward": float(np.mean(run.reward[:1000])),
         }
         rewards[start] = run.reward
-        preds[f"bandit_{start}_start"] = predict_matrix(policy, data.X[te], data.models)
+        preds[f"bandit_{start}"] = predict_matrix(policy, data.X[te], data.models)
         engine.dispose()
     result["online"] = online
 
