@@ -370,7 +370,7 @@ def problems(scenario: str, report: dict[str, Any]) -> list[str]:
     if server_errors:
         out.append(f"server errors other than 503: {server_errors}")
     if statuses.get("timeout"):
-        out.append(f"{statuses['timeout']} requests timed out (hung) instead of failing fast")
+        out.append(f"{statuses['timeout']} requests got no answer in time (overload or a hang)")
     if scenario == "load" and report["errors"]:
         out.append(f"{report['errors']} failed requests under plain load")
     if scenario == "kill" and report["failures_after_restart"]:
