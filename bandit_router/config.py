@@ -35,7 +35,8 @@ class Settings(BaseSettings):
     chars_per_token: float = Field(default=4.0, gt=0)  # input-token estimate for the cost model
 
     # Policy and exploration
-    vw_args: str = "--cb_adf -q sa --cb_type mtr --quiet"
+    # -l 0.05: at VW's default 0.5, online bandit updates eroded a warm start (replay on MMLU).
+    vw_args: str = "--cb_adf -q sa --cb_type mtr -l 0.05 --quiet"
     exploration: Literal["squarecb", "epsilon", "greedy"] = "squarecb"
     squarecb_gamma: float = Field(default=40.0, gt=0)
     epsilon: float = Field(default=0.05, ge=0, le=1)

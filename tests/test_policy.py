@@ -24,8 +24,8 @@ def test_squarecb_follows_the_gap() -> None:
     scores = np.array([0.9, 0.5, 0.88])
     pmf = squarecb_pmf(scores, gamma=40.0)
     assert pmf.sum() == pytest.approx(1.0)
-    assert pmf[1] == pytest.approx(1 / (3 + 40 * 0.4))
-    assert pmf[2] == pytest.approx(1 / (3 + 40 * 0.02))
+    assert pmf[1] == pytest.approx(1 / (3 + 40 * 3 * 0.4))
+    assert pmf[2] == pytest.approx(1 / (3 + 40 * 3 * 0.02))
     assert pmf[0] > pmf[2] > pmf[1]
     # More gamma, greedier.
     assert squarecb_pmf(scores, gamma=400.0)[0] > pmf[0]
