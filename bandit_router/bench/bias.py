@@ -52,9 +52,11 @@ from bandit_router.offline import metrics as M
 log = logging.getLogger(__name__)
 
 AUDIT_FLOOR = 0.02
-# λ in units of "the priciest model's mean cost is worth this much quality": from pure quality
-# (0) to strongly cost-averse (1), where most policies settle on the cheap models.
-VALUE_LAMBDAS: tuple[float, ...] = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+# λ in units of "the priciest model's mean cost is worth this much quality", one point per
+# half-decade: 0 is pure quality; up to 10, where the cheap models' price differences decide.
+# (With one model 10x pricier than the rest, as in both pools, a grid ending at 1 would barely
+# weigh the trade-offs between the cheaper models.)
+VALUE_LAMBDAS: tuple[float, ...] = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 # A dense sweep for the quality–cost curve behind "quality at equal cost".
 CURVE_LAMBDAS = np.concatenate([[0.0], np.geomspace(1e-3, 100, 41)])
 BENCH_METHODS: tuple[str, ...] = (*METHODS, "all_gold")
