@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     embedding_max_batch: int = Field(default=32, ge=1)
     # 1: with 2 intra-op threads on 2 cores, one busy core turned a 20 ms encode into 200-500 ms.
     torch_threads: int = Field(default=1, ge=1)
+    embedding_workers: int = Field(default=1, ge=1, le=64)  # parallel encoders, each one core
     chars_per_token: float = Field(default=4.0, gt=0)  # input-token estimate for the cost model
 
     # Policy and exploration

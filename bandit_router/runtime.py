@@ -40,9 +40,14 @@ class Runtime:
         if encoder is None:
             from bandit_router.embed.encoder import Encoder
 
-            encoder = Encoder(settings.embedding_model, settings.torch_threads)
+            encoders: TextEncoder | list[TextEncoder] = [
+                Encoder(settings.embedding_model, settings.torch_threads)
+                for _ in range(settings.embedding_workers)
+            ]
+        else:
+            encoders = encoder
         self.embedder = EmbeddingService(
-            encoder, settings.embedding_cache_size, settings.embedding_max_batch
+            encoders, settings.embedding_cache_size, settings.embedding_max_batch
         )
         self.writer = GroupCommitWriter(self.engine)
         self.exploration = ExplorationConfig(

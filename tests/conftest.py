@@ -33,7 +33,7 @@ models:
 def encoder():  # type: ignore[no-untyped-def]
     from bandit_router.embed.encoder import Encoder
 
-    return Encoder(threads=2)
+    return Encoder(threads=1)
 
 
 @pytest.fixture

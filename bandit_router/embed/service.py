@@ -59,13 +59,23 @@ class LRUCache:
 
 
 class EmbeddingService:
-    def __init__(self, encoder: TextEncoder, cache_size: int, max_batch: int) -> None:
-        self.encoder = encoder
+    """One batcher thread per encoder: each owns its encoder (fast tokenizers must not be shared
+    between threads) and torch releases the GIL, so N single-threaded encoders use N cores."""
+
+    def __init__(
+        self, encoders: TextEncoder | list[TextEncoder], cache_size: int, max_batch: int
+    ) -> None:
+        self.encoders = encoders if isinstance(encoders, list) else [encoders]
+        self.encoder = self.encoders[0]
         self.cache = LRUCache(cache_size)
         self._max_batch = max_batch
         self._queue: queue.Queue[Any] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="embed-batcher", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, args=(enc,), name=f"embed-{i}", daemon=True)
+            for i, enc in enumerate(self.encoders)
+        ]
+        for t in self._threads:
+            t.start()
 
     async def embed(self, text: str, key: str) -> tuple[np.ndarray, bool]:
         """Vector for `text` (whose hash is `key`) and whether it came from the cache."""
@@ -85,19 +95,23 @@ class EmbeddingService:
         return vec
 
     def close(self) -> None:
-        self._queue.put(_STOP)
-        self._thread.join(timeout=10)
+        for _ in self._threads:
+            self._queue.put(_STOP)
+        for t in self._threads:
+            t.join(timeout=10)
 
-    def _run(self) -> None:
+    def _run(self, encoder: TextEncoder) -> None:
         stopped = False
         while not stopped:
             batch, stopped = next_batch(self._queue, self._max_batch, _STOP)
             if batch:
-                self._encode(batch)
+                self._encode(encoder, batch)
 
-    def _encode(self, batch: list[tuple[str, str, Future[np.ndarray]]]) -> None:
+    def _encode(
+        self, encoder: TextEncoder, batch: list[tuple[str, str, Future[np.ndarray]]]
+    ) -> None:
         try:
-            vecs = self.encoder.encode([t for t, _, _ in batch])
+            vecs = encoder.encode([t for t, _, _ in batch])
         except Exception as exc:  # a failure is the caller's error to report, not a dead thread
             for _, _, fut in batch:
                 fut.set_exception(exc)
