@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -185,8 +187,9 @@ def run_replay(
     # Warm starts: from the RouteLLM-style router trained on battles, and from the supervised
     # router trained on the train split's gold labels.
     warm_sources = {"cold": None, "warm_mf": mf, "warm_supervised": supervised}
+    scratch = tempfile.mkdtemp(prefix="replay-")  # the simulated stores: large, not results
     for start, router in warm_sources.items():
-        engine, s = store_for(settings, out, f"replay-{start}", pool_yaml)
+        engine, s = store_for(settings, Path(scratch), f"replay-{start}", pool_yaml)
         if router is not None:
             t0 = time.perf_counter()
             publish_warm_start(
@@ -219,6 +222,7 @@ def run_replay(
         rewards[start] = run.reward
         preds[f"bandit_{start}"] = predict_matrix(policy, data.X[te], data.models)
         engine.dispose()
+    shutil.rmtree(scratch, ignore_errors=True)
     result["online"] = online
 
     for name, pred in preds.items():
