@@ -136,6 +136,12 @@ def test_paired_uses_the_logged_propensity_for_the_scale() -> None:
     assert not np.allclose(right, flat)
 
 
+def test_per_model_normaliser(log: Log) -> None:
+    labels, info = labels_for(log, "paired", per_model_normaliser=True)
+    assert info["bias_model"]["normaliser"] == {"kind": "variance", "per_model": True}
+    assert label_mse(labels, log) < label_mse(labels_for(log, "pooled")[0], log)
+
+
 def test_rejects_unknown_method_and_option(log: Log) -> None:
     with pytest.raises(ValueError, match="unknown method"):
         labels_for(log, "magic")

@@ -14,9 +14,11 @@ not trainable) for the quality model, built by one of these methods:
   audited else pref, treatment = audited) with the KNOWN propensity π; labels as for "paired".
 
 The corrected methods put preference on the gold scale first (variance or 2-Wasserstein
-matching, the Meta-Router paper's Remark 1), then estimate Δ. With few audits and 384-d
-embeddings the bias model is fitted on a PCA reduction of x with a ridge whose strength is chosen
-by generalised cross-validation on the training rows.
+matching, the Meta-Router paper's Remark 1), then estimate Δ. With a few hundred audits and 384-d
+embeddings the bias model works on a PCA reduction of x (optionally with η̂_k(x), the cross-fitted
+preference prediction, and per-event covariates such as the answer's log length), in one ridge
+over [z, onehot(k), z ⊗ onehot(k)] whose strength and block penalties are chosen by exact
+leave-one-out error on the rows it is fitted on — never on anything held out.
 
 `fit_quality` is the small deterministic quality model the bias benchmark evaluates labels with
 (the service itself trains VW on the same labels).
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, NamedTuple, TypeAlias
 
 import numpy as np
 from numpy.typing import NDArray
@@ -94,11 +96,14 @@ class _Spectrum:
         r = (target - y_mean) * root
         return cls(np.clip(evals, 0.0, None), V, Q, r, Q.T @ r, w / w.sum())
 
-    def loo_mse(self, alpha: float) -> float:
+    def loo(self, alpha: float) -> tuple[float, float, float]:
+        """(leave-one-out MSE, its standard error, effective degrees of freedom) at alpha."""
         inv = 1.0 / (self.evals + alpha)
         hat = (self.Q**2) @ inv + self.lever0
         loo = (self.r - self.Q @ (self.qy * inv)) / np.clip(1.0 - hat, 1e-9, None)
-        return float(np.mean(loo**2))
+        squared = loo**2
+        se = float(squared.std() / np.sqrt(squared.size))
+        return float(squared.mean()), se, float(np.sum(self.evals * inv))
 
     def coef(self, alpha: float) -> Array:
         return np.asarray(self.V @ (self.qy / (self.evals + alpha)))
@@ -110,24 +115,40 @@ def _scaled(X: Any, scale: Array | None) -> Any:
     return X.multiply(scale[None, :]).tocsr() if sp.issparse(X) else X * scale[None, :]
 
 
+class _Candidate(NamedTuple):
+    scale: int  # index into LooRidge.scales
+    alpha: float
+    mse: float
+    se: float
+    df: float
+
+
 class LooRidge:
     """Weighted ridge with an unpenalised intercept whose penalty is picked by the exact
     leave-one-out error on the fitting rows (so tuning never looks beyond them).
 
     `scales` are candidate per-column scale vectors (see `block_scales`): a column scaled by s
     is penalised by alpha/s², so one candidate can, e.g., shrink per-model intercepts far less
-    than the many interaction columns; the best (scale, alpha) pair wins. One eigendecomposition
-    of the p x p Gram matrix serves every alpha, and a sparse design's Gram matrix is formed
-    sparsely. Weights are rescaled to mean 1, so alpha means the same for every fit. BLAS runs
-    on one thread: two OpenBLAS threads on a busy 2-core host made one eigendecomposition ~30x
-    slower.
+    than the many interaction columns. With `one_se` the simplest candidate (fewest
+    effective degrees of freedom) whose leave-one-out error is within one standard error of the
+    best wins: with a few hundred audits spread over 10-30 models the plain minimum often picks
+    loose per-model intercepts that fit noise, and a wrong correction of one model's quality can
+    send every query to it. One eigendecomposition of the p x p Gram matrix serves every alpha,
+    and a sparse design's Gram matrix is formed sparsely. Weights are rescaled to mean 1, so
+    alpha means the same for every fit. BLAS runs on one thread: two OpenBLAS threads on a busy
+    2-core host made one eigendecomposition ~30x slower.
     """
 
     def __init__(
-        self, alphas: Sequence[float] = DEFAULT_ALPHAS, scales: Sequence[Array] | None = None
+        self,
+        alphas: Sequence[float] = DEFAULT_ALPHAS,
+        scales: Sequence[Array] | None = None,
+        *,
+        one_se: bool = False,
     ) -> None:
         self.alphas = tuple(float(a) for a in alphas)
-        self.scales = list(scales) if scales else [None]
+        self.scales: list[Array | None] = list(scales) if scales else [None]
+        self.one_se = one_se
         self.alpha_: float = float("nan")
         self.scale_: Array | None = None
         self.coef_: Array = np.zeros(0)
@@ -139,18 +160,28 @@ class LooRidge:
         w = np.ones(target.shape[0]) if sample_weight is None else np.asarray(sample_weight, float)
         w = w / w.mean()
         with threadpool_limits(limits=1):
-            for scale in self.scales:
-                Xs = _scaled(X, scale)
-                spectrum = _Spectrum.of(Xs, target, w)
-                for alpha in self.alphas:
-                    mse = spectrum.loo_mse(alpha)
-                    if mse < self.loo_mse_:
-                        self.loo_mse_, self.alpha_, self.scale_ = mse, alpha, scale
-                        coef = spectrum.coef(alpha)
-                        x_mean = np.asarray(w @ Xs).ravel() / w.sum()
-                        self.intercept_ = float(w @ target / w.sum() - x_mean @ coef)
-                        self.coef_ = coef if scale is None else coef * scale
+            candidates = [
+                _Candidate(i, alpha, *spectrum.loo(alpha))
+                for i, scale in enumerate(self.scales)
+                for spectrum in [_Spectrum.of(_scaled(X, scale), target, w)]
+                for alpha in self.alphas
+            ]
+            chosen = self._choose(candidates)
+            scale = self.scales[chosen.scale]
+            Xs = _scaled(X, scale)
+            coef = _Spectrum.of(Xs, target, w).coef(chosen.alpha)
+        x_mean = np.asarray(w @ Xs).ravel() / w.sum()
+        self.alpha_, self.scale_, self.loo_mse_ = chosen.alpha, scale, chosen.mse
+        self.intercept_ = float(w @ target / w.sum() - x_mean @ coef)
+        self.coef_ = coef if scale is None else coef * scale
         return self
+
+    def _choose(self, candidates: list[_Candidate]) -> _Candidate:
+        best = min(candidates, key=lambda c: c.mse)
+        if not self.one_se:
+            return best
+        eligible = [c for c in candidates if c.mse <= best.mse + best.se]
+        return min(eligible, key=lambda c: (c.df, c.mse))
 
     def predict(self, X: Any) -> Array:
         return np.asarray(X @ self.coef_).ravel() + self.intercept_
@@ -174,9 +205,9 @@ def block_scales(
     ]
 
 
-def _ridge(alphas: Sequence[float], scales: Sequence[Array] | None) -> Any:
+def _ridge(alphas: Sequence[float], scales: Sequence[Array] | None, one_se: bool = False) -> Any:
     def make() -> LooRidge:
-        return LooRidge(alphas, scales)
+        return LooRidge(alphas, scales, one_se=one_se)
 
     return make
 
@@ -207,9 +238,12 @@ class LabelOptions:
     per_model_normaliser: bool = False
     n_components: int | None = DEFAULT_COMPONENTS  # PCA width of x for the bias model
     alphas: tuple[float, ...] = DEFAULT_ALPHAS
-    model_scales: tuple[float, ...] = DEFAULT_MODEL_SCALES
+    # Per-model intercepts penalised like the rest: looser candidates let a few hundred audits
+    # over 27 models fit noise (MMLU-Pro at 2%) and gained nothing measurable on RouterBench.
+    model_scales: tuple[float, ...] = (1.0,)
     pref_feature: bool = True
     feature_scales: tuple[float, ...] = (0.0, 1.0, 3.0, 10.0)  # 0: leave them out
+    one_se: bool = False  # 1-SE rule when tuning the bias model (see LooRidge)
     n_folds: int = 5
     clip: tuple[float, float] = (0.01, 0.99)
     overlap_weights: bool = False
@@ -292,8 +326,8 @@ def _bias_features(
     added = np.hstack(extra)
     spread = float(Z.std(axis=0).max()) if Z.size else 1.0
     added = (added - added.mean(axis=0)) / np.maximum(added.std(axis=0), 1e-12) * spread
-    ones, m = np.ones(Z.shape[1]), added.shape[1]
-    scales = [np.concatenate([ones, np.full(m, f)]) for f in opts.feature_scales]
+    m = added.shape[1]
+    scales = [np.concatenate([np.ones(Z.shape[1]), np.full(m, f)]) for f in opts.feature_scales]
     return np.hstack([Z, added]), scales
 
 
@@ -312,7 +346,9 @@ def _fit_bias(
 ) -> BiasModel:
     has_p, has_g = np.isfinite(pref), np.isfinite(gold)
     d = Z.shape[1]
-    final = _ridge(opts.alphas, block_scales(d, n_models, opts.model_scales, column_scales))
+    final = _ridge(
+        opts.alphas, block_scales(d, n_models, opts.model_scales, column_scales), opts.one_se
+    )
     if method == "paired":
         both = has_p & has_g
         if both.sum() < 2:
@@ -345,32 +381,35 @@ def _naive_labels(method: str, pref: Array, gold: Array) -> Array:
 
 
 def _bias_summary(
-    model: BiasModel, Z: Array, k: NDArray[np.int64], rows: NDArray[np.bool_], n_models: int
+    model: BiasModel, Z: Array, k: NDArray[np.int64], rows: NDArray[np.bool_], n_added: int
 ) -> dict[str, Any]:
+    """What the retraining job logs: mean Δ̂ (overall, per model), the chosen penalties and
+    where the scale map sends preference 0 and 1."""
     delta = model.predict(Z[rows], k[rows]) if rows.any() else np.zeros(0)
     per_model = [
-        float(delta[k[rows] == m].mean()) if (k[rows] == m).any() else None for m in range(n_models)
+        float(delta[k[rows] == m].mean()) if (k[rows] == m).any() else None
+        for m in range(model.n_models)
     ]
     fitted = getattr(model, "model_", None)
     summary: dict[str, Any] = {
         "estimator": type(model).__name__,
         "mean_delta": float(delta.mean()) if delta.size else None,
         "mean_delta_by_model": per_model,
-        "ridge_alpha": float(fitted.alpha_) if hasattr(fitted, "alpha_") else None,
+        "ridge_alpha": getattr(fitted, "alpha_", None),
     }
     scale = getattr(fitted, "scale_", None)
     if scale is not None:
-        d = Z.shape[1]
+        d = Z.shape[1]  # the model-intercept block starts right after the features
         summary["penalty_scale"] = {
             "model_intercepts": float(scale[d]),
-            "last_feature": float(scale[d - 1]),
+            "added_features": float(scale[d - 1]) if n_added else None,
         }
     norm = model.normaliser
-    pooled = getattr(norm, "_pooled", None)
-    if pooled is not None and hasattr(pooled, "a"):
-        summary["normaliser"] = {"kind": "variance", "a": pooled.a, "b": pooled.b}
-    elif norm is not None:
-        summary["normaliser"] = {"kind": norm.method}
+    if norm is not None:
+        summary["normaliser"] = {"kind": norm.method, "per_model": norm.per_model}
+        if not norm.per_model:
+            ends = norm.transform(np.array([0.0, 1.0]))
+            summary["normaliser"].update(pref_0_to=float(ends[0]), pref_1_to=float(ends[1]))
     return summary
 
 
@@ -393,14 +432,16 @@ def _corrected(
         raise ValueError("audited events need a logged propensity strictly inside (0, 1)")
     Z, _ = reduce_dimension(x, opts.n_components, seed)
     norm = _normaliser(opts, y, g, k, pi)
-    y_gold_scale = y if norm is None else np.where(has_p, norm.transform(np.nan_to_num(y)), np.nan)
+    y_gold_scale = y.copy() if norm is None else norm.transform(np.nan_to_num(y), k)
+    y_gold_scale[~has_p] = np.nan
     Zb, columns = _bias_features(Z, k, n_models, y_gold_scale, event_features, opts, seed)
     model = _fit_bias(method, Zb, k, n_models, y, g, pi, norm, columns, opts, seed)
     pref_only = has_p & ~has_g
     labels = g.copy()
     if pref_only.any():
         labels[pref_only] = model.correct(Zb[pref_only], k[pref_only], y[pref_only])
-    return labels, _bias_summary(model, Zb, k, pref_only, n_models)
+    n_added = Zb.shape[1] - Z.shape[1]
+    return labels, _bias_summary(model, Zb, k, pref_only, n_added)
 
 
 def corrected_labels(
@@ -416,10 +457,12 @@ def corrected_labels(
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """One training label per logged event (NaN = not trainable) and a summary of the fit.
 
-    Options for the corrected methods: normaliser ("variance" | "wasserstein" | "none", default
-    "variance"), per_model_normaliser (False), n_components (PCA width for the bias model, 32;
-    None keeps X), alphas (ridge grid for generalised cross-validation), n_folds (5), clip
-    ((0.01, 0.99), for "r"/"dr"), overlap_weights (False, "dr").
+    Options of the corrected methods ("paired", "r", "dr"): `event_features`, an (n, m) array
+    of per-event covariates the bias model may use (e.g. log answer length; not the quality
+    model), and the fields of `LabelOptions`: normaliser ("variance" | "wasserstein" | "none"),
+    per_model_normaliser, n_components (PCA width; None keeps X), pref_feature, the candidate
+    grids alphas / model_scales / feature_scales, one_se, n_folds, clip ("r"/"dr")
+    and overlap_weights ("dr"). The naive methods ignore options.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
@@ -489,5 +532,5 @@ def fit_quality(
     z = x if pca is None else pca.transform(x)
     Z = design(z[keep], idx[keep], n_models, sparse=True)
     scales = block_scales(z.shape[1], n_models, model_scales)
-    ridge = LooRidge(alphas, scales).fit(Z, lab[keep])
+    ridge = LooRidge(alphas, scales, one_se=False).fit(Z, lab[keep])
     return QualityModel(n_models=n_models, pca=pca, ridge=ridge)

@@ -233,17 +233,31 @@ def summarise(
         }
         for m in methods
     }
-    if {"gold_only", "all_gold"} <= set(methods):
-        lo, hi = summary["gold_only"]["value"]["mean"], summary["all_gold"]["value"]["mean"]
-        for m in (m for m in methods if m in CORRECTED_METHODS):
-            summary[m]["gap_closed"] = _gap(summary[m]["value"]["mean"], lo, hi)
-            per = [
-                _gap(s[m]["value"], s["gold_only"]["value"], s["all_gold"]["value"])
-                for s in per_seed
-            ]
-            finite = [g for g in per if g is not None]
-            summary[m]["gap_closed_by_seed"] = _spread(finite) if finite else None
+    for m in (m for m in methods if m in CORRECTED_METHODS):
+        summary[m].update(_gaps(per_seed, m, summary))
+        # Every method sees the same events each seed, so per-seed differences are paired:
+        # their spread says more than the overlap of two value bands.
+        for base in ("pooled", "preference_only"):
+            if base in methods:
+                diffs = [s[m]["value"] - s[base]["value"] for s in per_seed]
+                summary[m][f"value_minus_{base}"] = _spread(diffs)
     return summary
+
+
+def _gaps(
+    per_seed: list[dict[str, dict[str, Any]]], method: str, summary: dict[str, Any]
+) -> dict[str, Any]:
+    if not {"gold_only", "all_gold"} <= set(summary):
+        return {}
+    lo, hi = summary["gold_only"]["value"]["mean"], summary["all_gold"]["value"]["mean"]
+    per = [
+        _gap(s[method]["value"], s["gold_only"]["value"], s["all_gold"]["value"]) for s in per_seed
+    ]
+    finite = [g for g in per if g is not None]
+    return {
+        "gap_closed": _gap(summary[method]["value"]["mean"], lo, hi),
+        "gap_closed_by_seed": _spread(finite) if finite else None,
+    }
 
 
 def _verdict(summary: dict[str, Any]) -> dict[str, Any]:
