@@ -277,7 +277,9 @@ def _verdict(summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_bias_bench_on(data: BenchData, opts: BiasBenchOptions, out: Path) -> dict[str, Any]:
+def run_bias_bench_on(
+    data: BenchData, opts: BiasBenchOptions, out: Path, source: str | None = None
+) -> dict[str, Any]:
     """The benchmark on loaded data (embeddings included); writes result.json and plots."""
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -290,6 +292,7 @@ def run_bias_bench_on(data: BenchData, opts: BiasBenchOptions, out: Path) -> dic
         "preference_feedback": world.judge.statement(),
         "simulation": world.judge.summary(),
         "data": {
+            "gold": source,
             "prompts": int(len(data.scores)),
             "train": int(len(data.train)),
             "test": int(len(te)),
@@ -342,13 +345,13 @@ def run_bias_bench(
     data = load_bench_data(
         settings, gold, prices, cache_dir, opts.test_fraction, 0, opts.max_prompts
     )
-    result = run_bias_bench_on(data, opts, out)
-    result["data"]["gold"] = str(gold)
-    (out / "result.json").write_text(json.dumps(result, indent=2, default=_json_default))
-    return result
+    return run_bias_bench_on(data, opts, out, str(gold))
 
 
 # --------------------------------------------------------------------------- plots
+
+
+COLOURS = {"gold_only": "tab:grey", "all_gold": "tab:green", "pooled": "tab:orange"}
 
 
 def bias_plots(result: dict[str, Any], out: Path) -> None:
@@ -359,19 +362,28 @@ def bias_plots(result: dict[str, Any], out: Path) -> None:
 
     summary = result["summary"]
     methods = list(summary)
+    colours = ["tab:blue" if m in CORRECTED_METHODS else COLOURS.get(m, "tab:red") for m in methods]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     for ax, metric in zip(axes, ("value", "quality_at_equal_cost"), strict=True):
         stats = [summary[m][metric] for m in methods]
         mean = np.array([s["mean"] for s in stats])
-        ax.bar(methods, mean, yerr=[s["std"] for s in stats], capsize=4, color="tab:blue")
+        ax.bar(methods, mean, yerr=[s["std"] for s in stats], capsize=4, color=colours)
         ax.scatter(methods, [s["min"] for s in stats], marker="_", color="black", zorder=3)
         ax.scatter(methods, [s["max"] for s in stats], marker="_", color="black", zorder=3)
         span = mean.max() - mean.min()
         ax.set_ylim(mean.min() - 1.5 * span - 1e-3, mean.max() + 0.8 * span + 1e-3)
-        ax.set_title(f"{metric} (mean ± std, min/max over seeds)")
+        ax.set_title(f"{metric} (mean ± std, min/max over seeds)", fontsize=10)
         ax.tick_params(axis="x", rotation=35)
+    for i, m in enumerate(methods):
+        gap = summary[m].get("gap_closed")
+        if gap is not None:
+            top = summary[m]["value"]["max"]
+            axes[0].annotate(f"gap {gap:.2f}", (i, top), ha="center", va="bottom", fontsize=8)
     fig.suptitle(
-        "Simulated preference feedback (JudgeBench/AlpacaEval-calibrated judge)", fontsize=9
+        f"{result['data'].get('gold', '')}: audit probability {result['audit_probability']:g}, "
+        f"{len(result['per_seed'])} seeds. Preference feedback SIMULATED "
+        f"(JudgeBench/AlpacaEval-calibrated judge), gold = real labels",
+        fontsize=9,
     )
     fig.tight_layout()
     fig.savefig(out / "value_by_method.png", dpi=110)
