@@ -142,6 +142,27 @@ def test_per_model_normaliser(log: Log) -> None:
     assert label_mse(labels, log) < label_mse(labels_for(log, "pooled")[0], log)
 
 
+@pytest.mark.parametrize("method", CORRECTED_METHODS)
+def test_too_few_audits_fall_back_to_pooled(log: Log, method: str) -> None:
+    gold = np.full(len(log.k), np.nan)
+    gold[:3] = log.truth[:3]  # three audits: no bias model from that
+    labels, info = corrected_labels(log.X, log.k, K, log.pref, gold, log.propensity, method)
+    np.testing.assert_array_equal(labels, np.where(np.isfinite(gold), gold, log.pref))
+    assert "too few" in info["fallback"] and "bias_model" not in info
+    none, info = corrected_labels(
+        log.X, log.k, K, log.pref, np.full(len(log.k), np.nan), log.propensity, method
+    )
+    np.testing.assert_array_equal(none, log.pref)
+
+
+def test_gold_only_log_needs_no_correction(log: Log) -> None:
+    # Offline gold alone (the retraining job gives it propensity 1): nothing to correct.
+    nothing = np.full(len(log.k), np.nan)
+    labels, info = corrected_labels(log.X, log.k, K, nothing, log.truth, np.ones(len(log.k)), "r")
+    np.testing.assert_array_equal(labels, log.truth)
+    assert info["fallback"].startswith("no preference-only events")
+
+
 def test_rejects_unknown_method_and_option(log: Log) -> None:
     with pytest.raises(ValueError, match="unknown method"):
         labels_for(log, "magic")

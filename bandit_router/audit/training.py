@@ -48,6 +48,7 @@ METHODS: tuple[str, ...] = NAIVE_METHODS + CORRECTED_METHODS
 DEFAULT_ALPHAS: tuple[float, ...] = tuple(float(a) for a in np.logspace(-2, 6, 17))
 DEFAULT_COMPONENTS = 32
 DEFAULT_MODEL_SCALES: tuple[float, ...] = (1.0, 3.0, 10.0)
+MIN_AUDITS = 10  # below this many usable audits a bias model is noise: fall back to pooled
 
 __all__ = [
     "CORRECTED_METHODS",
@@ -426,6 +427,7 @@ def _corrected(
 ) -> tuple[Array, dict[str, Any]]:
     options = dict(options)
     event_features = options.pop("event_features", None)
+    options.pop("min_audits", None)
     opts = LabelOptions.parse(options)
     has_p, has_g = np.isfinite(y), np.isfinite(g)
     if np.any(~np.isfinite(pi[has_g])) or np.any((pi[has_g] <= 0) | (pi[has_g] >= 1)):
@@ -442,6 +444,24 @@ def _corrected(
         labels[pref_only] = model.correct(Zb[pref_only], k[pref_only], y[pref_only])
     n_added = Zb.shape[1] - Z.shape[1]
     return labels, _bias_summary(model, Zb, k, pref_only, n_added)
+
+
+def _cannot_correct(method: str, y: Array, g: Array, options: dict[str, Any]) -> str | None:
+    """Why no bias model can be fitted (labels then fall back to pooled), or None.
+
+    The retraining job runs before the first audits arrive and on logs of offline gold alone;
+    a job that failed there would block retraining, and a bias model from a handful of audits
+    would be noise.
+    """
+    has_p, has_g = np.isfinite(y), np.isfinite(g)
+    if not (has_p & ~has_g).any():
+        return "no preference-only events: nothing to correct"
+    floor = int(options.get("min_audits", MIN_AUDITS))
+    usable = (has_p & has_g).sum() if method == "paired" else has_g.sum()
+    if usable < floor:
+        kind = "audited events with a preference" if method == "paired" else "audited events"
+        return f"{usable} {kind} (< {floor}): too few to estimate the bias; pooled labels"
+    return None
 
 
 def corrected_labels(
@@ -462,7 +482,9 @@ def corrected_labels(
     model), and the fields of `LabelOptions`: normaliser ("variance" | "wasserstein" | "none"),
     per_model_normaliser, n_components (PCA width; None keeps X), pref_feature, the candidate
     grids alphas / model_scales / feature_scales, one_se, n_folds, clip ("r"/"dr")
-    and overlap_weights ("dr"). The naive methods ignore options.
+    and overlap_weights ("dr"). The naive methods ignore options. With fewer than `min_audits`
+    (10) usable audits, or no preference-only event to correct, a corrected method returns the
+    pooled labels and says why in info["fallback"].
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
@@ -475,8 +497,11 @@ def corrected_labels(
         "n_pref": int(has_p.sum()),
         "n_paired": int((has_g & has_p).sum()),
     }
-    if method in NAIVE_METHODS:
-        labels = _naive_labels(method, y, g)
+    fallback = None if method in NAIVE_METHODS else _cannot_correct(method, y, g, options)
+    if method in NAIVE_METHODS or fallback is not None:
+        labels = _naive_labels("pooled" if fallback else method, y, g)
+        if fallback:
+            info["fallback"] = fallback
     else:
         labels, info["bias_model"] = _corrected(x, idx, n_models, y, g, pi, method, seed, options)
     info["n_labels"] = int(np.isfinite(labels).sum())
