@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from bandit_router.audit.ope import Estimate, compare, dr, ips, lower_bound_beats, snips
+from bandit_router.audit.ope import Estimate, compare, dr, ips, snips
 
 Array = NDArray[np.float64]
 CONTEXTS, K = 20, 4
@@ -118,10 +118,10 @@ def test_promotion_of_a_clearly_better_policy() -> None:
     worst = one_hot(MU.argmin(axis=1))
     assert value(OPTIMAL) - value(worst) > 0.3
     for rule in ("point", "upper", "paired"):
-        assert lower_bound_beats(log.rows(OPTIMAL), log.rows(worst), log.a, log.p, log.r, rule=rule)
-        assert not lower_bound_beats(
+        assert compare(log.rows(OPTIMAL), log.rows(worst), log.a, log.p, log.r, rule=rule).promote
+        assert not compare(
             log.rows(worst), log.rows(OPTIMAL), log.a, log.p, log.r, rule=rule
-        )
+        ).promote
     # against the logging policy itself (on-policy mean reward), with DR
     result = compare(log.rows(OPTIMAL), None, log.a, log.p, log.r, q_hat=q_hat)
     assert result.estimator == "dr" and result.promote
@@ -142,7 +142,7 @@ def test_an_equal_policy_is_not_promoted() -> None:
     log = draw_log(3000, rng)
     same = log.rows(SOFT)
     for rule in ("point", "upper", "paired"):
-        assert not lower_bound_beats(same, same, log.a, log.p, log.r, rule=rule)
+        assert not compare(same, same, log.a, log.p, log.r, rule=rule).promote
 
 
 def test_false_promotion_rate_between_distinct_equal_value_policies() -> None:
@@ -160,9 +160,9 @@ def test_false_promotion_rate_between_distinct_equal_value_policies() -> None:
     for _ in range(reps):
         log = draw_log(2000, rng, logging=UNIFORM, mu=mu)
         for rule in promoted:
-            promoted[rule] += lower_bound_beats(
+            promoted[rule] += compare(
                 log.rows(always0), log.rows(always1), log.a, log.p, log.r, rule=rule
-            )
+            ).promote
     rate = {rule: count / reps for rule, count in promoted.items()}
     assert rate["paired"] <= 0.06  # one-sided 2.5% by construction
     assert rate["upper"] <= 0.02

@@ -34,7 +34,6 @@ __all__ = [
     "compare",
     "dr",
     "ips",
-    "lower_bound_beats",
     "snips",
 ]
 
@@ -260,29 +259,3 @@ def compare(
     else:
         raise ValueError(f"unknown promotion rule {rule!r}")
     return Comparison(candidate, baseline, difference, bool(promote), rule, name)
-
-
-def lower_bound_beats(
-    candidate_pi: ArrayLike,
-    baseline_pi: ArrayLike | None,
-    a: ArrayLike,
-    p_a: ArrayLike,
-    r: ArrayLike,
-    *,
-    q_hat: ArrayLike | None = None,
-    estimator: EstimatorName = "auto",
-    rule: PromotionRule = "point",
-    alpha: float = 0.05,
-) -> bool:
-    """True when the candidate should be promoted (see `compare` for the rules)."""
-    return compare(
-        candidate_pi,
-        baseline_pi,
-        a,
-        p_a,
-        r,
-        q_hat=q_hat,
-        estimator=estimator,
-        rule=rule,
-        alpha=alpha,
-    ).promote
