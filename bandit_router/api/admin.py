@@ -52,12 +52,16 @@ def patch_model(name: str, patch: ModelPatch, rt: RuntimeDep) -> dict[str, Any]:
     return _model_or_404(rt, name)
 
 
+def found(row: dict[str, Any] | None, what: str) -> dict[str, Any]:
+    """The row, or a 404 saying which thing does not exist."""
+    if row is None:
+        raise HTTPException(404, f"{what} does not exist")
+    return row
+
+
 def _model_or_404(rt: Runtime, name: str) -> dict[str, Any]:
     with rt.engine.connect() as conn:
-        row = repo.get_model(conn, name)
-    if row is None:
-        raise HTTPException(404, f"model {name} does not exist")
-    return row
+        return found(repo.get_model(conn, name), f"model {name}")
 
 
 @router.get("/policies")
@@ -69,10 +73,7 @@ def list_policies(rt: RuntimeDep) -> list[dict[str, Any]]:
 @router.get("/policies/{version}")
 def get_policy(version: int, rt: RuntimeDep) -> dict[str, Any]:
     with rt.engine.connect() as conn:
-        row = repo.get_policy(conn, version)
-    if row is None:
-        raise HTTPException(404, f"policy version {version} does not exist")
-    return row
+        return found(repo.get_policy(conn, version), f"policy version {version}")
 
 
 @router.post("/policies/{version}/activate")
@@ -106,10 +107,7 @@ def list_jobs(rt: RuntimeDep) -> list[dict[str, Any]]:
 @router.get("/jobs/{job_id}", response_model=JobOut)
 def get_job(job_id: int, rt: RuntimeDep) -> dict[str, Any]:
     with rt.engine.connect() as conn:
-        row = repo.get_job(conn, job_id)
-    if row is None:
-        raise HTTPException(404, f"job {job_id} does not exist")
-    return row
+        return found(repo.get_job(conn, job_id), f"job {job_id}")
 
 
 @router.get("/bias")
