@@ -58,6 +58,7 @@ class Runtime:
             new_model_min_probability=settings.new_model_min_probability,
         )
         self.pool: dict[str, ModelSpec] = {}
+        self.enabled_models: list[ModelSpec] = []
         self.policy: Policy | None = None
         self._fingerprint: tuple[Any, Any] = (None, None)
         self.refresh()
@@ -70,16 +71,15 @@ class Runtime:
             SchedulerOwnership(self.runner, self.engine, settings) if run_scheduler else None
         )
 
-    @property
-    def enabled_models(self) -> list[ModelSpec]:
-        return [m for m in self.pool.values() if m.enabled]
-
     def refresh(self, force: bool = False) -> None:
         """Reload the pool and/or the active policy when the store says they changed."""
         with self.engine.connect() as conn:
             fingerprint = repo.state_fingerprint(conn)
             if force or fingerprint[1] != self._fingerprint[1]:
-                self.pool = {r["name"]: ModelSpec.from_row(r) for r in repo.list_models(conn)}
+                pool = {r["name"]: ModelSpec.from_row(r) for r in repo.list_models(conn)}
+                # Derived once per pool change, not per request (the route path reads it twice).
+                self.enabled_models = [m for m in pool.values() if m.enabled]
+                self.pool = pool
         policy_id = fingerprint[0]
         if policy_id is not None and (self.policy is None or self.policy.version != policy_id):
             old = self.policy
