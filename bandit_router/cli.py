@@ -110,6 +110,18 @@ def cmd_update(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if row["status"] == "succeeded" else 1
 
 
+def cmd_prepare_encoder(args: argparse.Namespace, settings: Settings) -> int:
+    """Build the configured encoder once, exporting its ONNX file if the cache lacks it: a
+    container build or a deploy step pays that cost instead of every replica's first start."""
+    from bandit_router.embed.encoder import load_encoder
+
+    enc = load_encoder(settings)
+    dim = enc.encode(["hello"]).shape[1]
+    where = settings.model_cache_dir.resolve()
+    print(f"{enc.name}: {dim}-d vectors, backend {settings.embedding_backend}, files in {where}")
+    return 0
+
+
 def cmd_bench_latency(args: argparse.Namespace, settings: Settings) -> int:
     from bandit_router.bench.latency import run_latency_bench
 
@@ -175,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("update", help="run a learning job now and wait for it")
     s.add_argument("kind", nargs="?", default="update")
     s.set_defaults(func=cmd_update)
+
+    s = sub.add_parser(
+        "prepare-encoder", help="export the embedding model for its backend now (e.g. in an image)"
+    )
+    s.set_defaults(func=cmd_prepare_encoder)
 
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench", required=True)
     s = bench.add_parser("latency", help="route/feedback latency and throughput over HTTP")

@@ -22,7 +22,13 @@ from bandit_router.policy.exploration import ExplorationConfig
 from bandit_router.policy.pool import ModelSpec, load_pool_file
 from bandit_router.policy.service import ensure_active_policy, load_policy
 from bandit_router.store import repository as repo
-from bandit_router.store.db import make_engine, migrate, schema_is_current
+from bandit_router.store.db import (
+    WalCheckpointer,
+    is_sqlite,
+    make_engine,
+    migrate,
+    schema_is_current,
+)
 from bandit_router.store.writer import GroupCommitWriter
 
 log = logging.getLogger(__name__)
@@ -34,22 +40,27 @@ class Runtime:
     ) -> None:
         self.settings = settings
         self.engine: Engine = make_engine(
-            settings.database_url, connect_timeout=settings.database_connect_timeout_seconds
+            settings.database_url,
+            connect_timeout=settings.database_connect_timeout_seconds,
+            background_checkpoint=True,
         )
         prepare_database(self.engine, settings)
         if encoder is None:
-            from bandit_router.embed.encoder import Encoder
+            from bandit_router.embed.encoder import load_encoder
 
             encoders: TextEncoder | list[TextEncoder] = [
-                Encoder(settings.embedding_model, settings.torch_threads)
-                for _ in range(settings.embedding_workers)
+                load_encoder(settings) for _ in range(settings.embedding_workers)
             ]
         else:
             encoders = encoder
         self.embedder = EmbeddingService(
-            encoders, settings.embedding_cache_size, settings.embedding_max_batch
+            encoders,
+            settings.embedding_cache_size,
+            settings.embedding_max_batch,
+            settings.embedding_max_queue,
         )
         self.writer = GroupCommitWriter(self.engine)
+        self.checkpointer = WalCheckpointer(self.engine) if is_sqlite(self.engine) else None
         self.exploration = ExplorationConfig(
             kind=settings.exploration,
             gamma=settings.squarecb_gamma,
@@ -93,6 +104,8 @@ class Runtime:
             self.scheduling.close()
         self.runner.close()
         self.writer.close()
+        if self.checkpointer is not None:
+            self.checkpointer.close()
         self.embedder.close()
         self.engine.dispose()
 

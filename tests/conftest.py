@@ -29,11 +29,21 @@ models:
 """
 
 
-@pytest.fixture(scope="session")
-def encoder():  # type: ignore[no-untyped-def]
-    from bandit_router.embed.encoder import Encoder
+# Exported ONNX models survive between runs here (gitignored), as they do for `./dev serve`.
+MODEL_CACHE = Path(__file__).resolve().parents[1] / "var" / "models"
 
-    return Encoder(threads=1)
+
+@pytest.fixture(scope="session")
+def model_cache() -> Path:
+    return MODEL_CACHE
+
+
+@pytest.fixture(scope="session")
+def encoder(model_cache: Path):  # type: ignore[no-untyped-def]
+    """The encoder the service runs by default (the bundled model under ONNX Runtime, int8)."""
+    from bandit_router.embed.encoder import load_encoder
+
+    return load_encoder(Settings(model_cache_dir=model_cache))
 
 
 @pytest.fixture

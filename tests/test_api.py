@@ -53,7 +53,10 @@ def test_messages_form(client) -> None:  # type: ignore[no-untyped-def]
     body = {
         "messages": [
             {"role": "system", "content": "You are terse."},
-            {"role": "user", "content": [{"type": "text", "text": "Prove that sqrt(2) is irrational."}]},
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "Prove that sqrt(2) is irrational."}],
+            },
         ]
     }
     r = client.post("/v1/route", json=body)
@@ -155,7 +158,12 @@ def test_feedback_for_unknown_decision_is_404(client) -> None:  # type: ignore[n
 
 
 def test_model_added_at_run_time_is_routable_and_explored(client) -> None:  # type: ignore[no-untyped-def]
-    spec = {"name": "newbie", "input_price": 0.5, "output_price": 1.0, "expected_output_tokens": 200}
+    spec = {
+        "name": "newbie",
+        "input_price": 0.5,
+        "output_price": 1.0,
+        "expected_output_tokens": 200,
+    }
     assert client.post("/v1/admin/models", json=spec).status_code == 201
     assert client.post("/v1/admin/models", json=spec).status_code == 409
     out = route(client, preset="quality")

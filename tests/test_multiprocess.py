@@ -112,6 +112,7 @@ def test_lost_lock_connection_hands_the_scheduler_over(
         assert len(holder) == 1
         with pg_admin.connect() as conn:
             conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": holder[0]})
+
         # Whoever asks first after the session died may take it, the old owner included (it
         # reconnects): what must hold is one owner again, on a live session.
         def one_owner_again() -> bool:

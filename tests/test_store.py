@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import threading
+import time
+from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, update
+from sqlalchemy import Engine, inspect, update
 from sqlalchemy.exc import IntegrityError
 
 from bandit_router.config import Settings
 from bandit_router.store import repository as repo
-from bandit_router.store.db import make_engine, migrate, schema_is_current
+from bandit_router.store.db import WalCheckpointer, make_engine, migrate, schema_is_current
 from bandit_router.store.models import PolicyVersion, utcnow
 from bandit_router.store.writer import GroupCommitWriter
 
@@ -81,3 +83,32 @@ def test_group_commit_persists_every_acknowledged_write(settings: Settings) -> N
             assert repo.get_decision(conn, did) is not None
     assert len(acks) == 300
     engine.dispose()
+
+
+def _fill_wal(engine: Engine, commits: int) -> None:
+    """~6 MB over many commits: past the 1,000 WAL pages at which SQLite checkpoints by itself."""
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS filler (b BLOB)")
+    for _ in range(commits):
+        with engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO filler VALUES (randomblob(8000))")
+
+
+def test_the_serving_engine_checkpoints_from_its_own_thread(tmp_path: Path) -> None:
+    def db_file_after(background: bool, checkpointer: bool) -> int:
+        path = tmp_path / f"{background}-{checkpointer}.db"
+        engine = make_engine(f"sqlite:///{path}", background_checkpoint=background)
+        cp = WalCheckpointer(engine, interval_s=0.05) if checkpointer else None
+        _fill_wal(engine, 750)
+        time.sleep(0.3)
+        size = path.stat().st_size
+        if cp is not None:
+            cp.close()
+        engine.dispose()
+        return size
+
+    # SQLite's own checkpoint moves the data into the file; switched off, it stays in the WAL;
+    # the checkpointer thread moves it again.
+    assert db_file_after(background=False, checkpointer=False) > 5_000_000
+    assert db_file_after(background=True, checkpointer=False) < 100_000
+    assert db_file_after(background=True, checkpointer=True) > 5_000_000

@@ -19,9 +19,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bandit_router import __version__
 from bandit_router.api import admin, audits, auth, feedback, limits, metrics, proxy, routing
-from bandit_router.api.deps import get_runtime
 from bandit_router.api.logging import ObserveMiddleware, configure_logging
 from bandit_router.config import Settings, load_settings
+from bandit_router.embed.service import EncoderOverloaded
 from bandit_router.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(OperationalError, _database_down)  # type: ignore[arg-type]
+    app.add_exception_handler(EncoderOverloaded, _overloaded)  # type: ignore[arg-type]
     for unstorable in (DataError, IntegrityError, OverflowError):
         app.add_exception_handler(unstorable, _unstorable)
     return app
@@ -96,7 +97,7 @@ async def _poll_state(rt: Runtime) -> None:
 
 
 def healthz(request: Request) -> dict[str, Any]:
-    rt = get_runtime(request)
+    rt: Runtime = request.app.state.runtime
     with rt.engine.connect() as conn:
         conn.execute(text("SELECT 1"))
     return {
@@ -132,6 +133,12 @@ async def _unstorable(request: Request, exc: Exception) -> Response:
     log.warning("%s %s: the store rejected a value: %s", request.method, request.url.path, reason)
     message = f"a value in the request cannot be stored: {reason}"
     return auth.error_response(request.url.path, 422, message)
+
+
+async def _overloaded(request: Request, exc: EncoderOverloaded) -> Response:
+    metrics.record_rejection("overloaded")
+    message = f"the router is overloaded ({exc}); retry shortly"
+    return auth.error_response(request.url.path, 503, message, {"Retry-After": "1"})
 
 
 async def _database_down(_request: Request, exc: OperationalError) -> JSONResponse:

@@ -118,9 +118,9 @@ def _keep_models(gm: GoldMatrix, keep: list[int]) -> GoldMatrix:
 
 def embed_prompts(settings: Settings, prompts: list[str], cache_dir: Path) -> np.ndarray:
     from bandit_router.embed.dataset_cache import embed_texts
-    from bandit_router.embed.encoder import Encoder
+    from bandit_router.embed.encoder import load_encoder
 
-    encoder = Encoder(settings.embedding_model, settings.torch_threads)
+    encoder = load_encoder(settings)
     return embed_texts(prompts, encoder, cache_dir, progress=True)
 
 

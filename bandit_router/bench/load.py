@@ -31,12 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 from sqlalchemy import select, tuple_
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
+from bandit_router.bench.client import BenchClient
 from bandit_router.bench.latency import (
     _free_port,
     _start_server,
@@ -172,25 +172,25 @@ def default_pg_ctl() -> list[str]:
 
 
 async def _call(
-    client: httpx.AsyncClient, run: Run, kind: str, path: str, body: dict[str, Any]
+    client: BenchClient, run: Run, kind: str, path: str, body: dict[str, Any]
 ) -> dict[str, Any] | None:
     sent = run.now()
     answer: dict[str, Any] | None = None
     try:
-        r = await client.post(path, json=body)
-        status, retry_after = str(r.status_code), "retry-after" in r.headers
+        r = await client.post(path, body)
+        status, retry_after = str(r.status), "retry-after" in r.headers
         if r.is_success:
             answer = r.json()
-    except httpx.TimeoutException:
+    except TimeoutError:
         status, retry_after = "timeout", False
-    except httpx.TransportError:
+    except (OSError, asyncio.IncompleteReadError):
         status, retry_after = "connection", False
     run.ledger.outcomes.append(Outcome(sent, kind, status, run.now() - sent, retry_after))
     return answer
 
 
 async def _route_then_feedback(
-    client: httpx.AsyncClient, run: Run, key: str, i: int, prompt: str
+    client: BenchClient, run: Run, key: str, i: int, prompt: str
 ) -> None:
     routed = await _call(client, run, "route", "/v1/route", {"prompt": prompt})
     if routed is None:
@@ -206,10 +206,7 @@ async def drive(run: Run, duration_s: float, seed: int = 7) -> None:
     """Open loop: request i leaves at i / rate whatever happened to the ones before it."""
     n = max(1, round(duration_s * run.rate))
     prompts = distinct_prompts(n, seed=seed)
-    limits = httpx.Limits(max_connections=512, max_keepalive_connections=64)
-    async with httpx.AsyncClient(
-        base_url=run.service.base, timeout=run.timeout_s, limits=limits
-    ) as c:
+    async with BenchClient(run.service.base, timeout=run.timeout_s) as c:
         start = run.now()
         tasks = []
         for i, prompt in enumerate(prompts):

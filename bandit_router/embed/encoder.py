@@ -1,12 +1,17 @@
-"""The sentence-transformers encoder, loaded from local files only (never from a hub)."""
+"""Encoders for the sentence-transformers model, loaded from local files only (never from a hub)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from bandit_router.config import Settings
+    from bandit_router.embed.service import TextEncoder
 
 # Set before transformers is imported anywhere: no code path may reach a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -19,8 +24,35 @@ def bundled_model_path() -> Path:
     return Path(get_model_path())
 
 
+def resolve_model_path(model_path: str | Path | None) -> Path:
+    path = Path(model_path) if model_path else bundled_model_path()
+    if not path.is_dir():
+        raise FileNotFoundError(f"embedding model folder {path} does not exist")
+    return path
+
+
+def model_name(path: Path) -> str:
+    """Keys on-disk caches: the folder name plus a digest of the weights' config."""
+    digest = hashlib.sha256((path / "config.json").read_bytes()).hexdigest()[:8]
+    return f"{path.name}-{digest}"
+
+
+def load_encoder(settings: Settings) -> TextEncoder:
+    """The encoder `settings.embedding_backend` names, with `settings.embedding_threads` threads."""
+    if settings.embedding_backend == "torch":
+        return Encoder(settings.embedding_model, settings.embedding_threads)
+    from bandit_router.embed.onnx import OnnxEncoder
+
+    return OnnxEncoder(
+        settings.embedding_model,
+        settings.model_cache_dir,
+        int8=settings.embedding_backend == "onnx-int8",
+        threads=settings.embedding_threads,
+    )
+
+
 class Encoder:
-    """Maps texts to L2-normalised float32 vectors."""
+    """The model under torch: the reference the ONNX encoders are exported from."""
 
     def __init__(self, model_path: str | Path | None = None, threads: int | None = None) -> None:
         import torch
@@ -28,14 +60,10 @@ class Encoder:
 
         if threads:
             torch.set_num_threads(threads)
-        path = Path(model_path) if model_path else bundled_model_path()
-        if not path.is_dir():
-            raise FileNotFoundError(f"embedding model folder {path} does not exist")
+        path = resolve_model_path(model_path)
         self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         self.dim: int = int(self._model.get_embedding_dimension())
-        # The name keys on-disk caches: the folder name plus a digest of the weights' config.
-        digest = hashlib.sha256((path / "config.json").read_bytes()).hexdigest()[:8]
-        self.name = f"{path.name}-{digest}"
+        self.name = model_name(path)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         vecs = self._model.encode(

@@ -58,17 +58,27 @@ class LRUCache:
         return len(self._data)
 
 
+class EncoderOverloaded(RuntimeError):
+    """More queries are waiting for the encoder than it clears in about a second: answering 503
+    now beats letting every request queue until its client times out."""
+
+
 class EmbeddingService:
     """One batcher thread per encoder: each owns its encoder (fast tokenizers must not be shared
     between threads) and torch releases the GIL, so N single-threaded encoders use N cores."""
 
     def __init__(
-        self, encoders: TextEncoder | list[TextEncoder], cache_size: int, max_batch: int
+        self,
+        encoders: TextEncoder | list[TextEncoder],
+        cache_size: int,
+        max_batch: int,
+        max_queue: int | None = None,
     ) -> None:
         self.encoders = encoders if isinstance(encoders, list) else [encoders]
         self.encoder = self.encoders[0]
         self.cache = LRUCache(cache_size)
         self._max_batch = max_batch
+        self._max_queue = max_queue
         self._queue: queue.Queue[Any] = queue.Queue()
         self._threads = [
             threading.Thread(target=self._run, args=(enc,), name=f"embed-{i}", daemon=True)
@@ -82,6 +92,8 @@ class EmbeddingService:
         vec = self.cache.get(key)
         if vec is not None:
             return vec, True
+        if self._max_queue is not None and self._queue.qsize() >= self._max_queue:
+            raise EncoderOverloaded(f"{self._queue.qsize()} queries are waiting for the encoder")
         fut: Future[np.ndarray] = Future()
         self._queue.put((text, key, fut))
         return await asyncio.wrap_future(fut), False

@@ -66,7 +66,8 @@ def insert_decisions(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
 
 def insert_decision(conn: Connection, row: dict[str, Any], audited: bool) -> None:
     """A decision and, when it was drawn for a gold audit, its pending audit — atomically."""
-    conn.execute(insert(Decision).values(**row))
+    # Parameters, not .values(): the statement compiles once and is reused from the cache.
+    conn.execute(insert(Decision), row)
     if audited:
         insert_audit(conn, row["id"])
 
@@ -246,7 +247,7 @@ def state_fingerprint(conn: Connection) -> tuple[int | None, Any]:
 
 
 def insert_audit(conn: Connection, decision_id: str) -> None:
-    conn.execute(insert(Audit).values(decision_id=decision_id, status="pending"))
+    conn.execute(insert(Audit), {"decision_id": decision_id, "status": "pending"})
 
 
 def _claimable(now: datetime) -> Any:
