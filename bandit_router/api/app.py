@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -35,8 +36,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_format)  # per worker process, after uvicorn's own set-up
-        rt = runtime or await asyncio.to_thread(Runtime, settings)
+        rt = runtime if runtime is not None else await asyncio.to_thread(Runtime, settings)
         app.state.runtime = rt
+        # What start-up built (~170k objects: libraries, model, app) lives as long as the process;
+        # frozen, a full collection no longer walks it: that walk took ~100 ms, a p99 spike.
+        gc.collect()
+        gc.freeze()
         poller = asyncio.create_task(_poll_state(rt))
         try:
             async with (

@@ -103,7 +103,7 @@ async def _read_reply(reader: asyncio.StreamReader) -> tuple[Reply, bool]:
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-    parts = []
+    parts: list[bytes] = []
     while True:
         size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
         chunk = await reader.readexactly(size + 2)  # the chunk and its CRLF

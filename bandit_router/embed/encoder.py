@@ -62,7 +62,10 @@ class Encoder:
             torch.set_num_threads(threads)
         path = resolve_model_path(model_path)
         self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-        self.dim: int = int(self._model.get_embedding_dimension())
+        dim = self._model.get_embedding_dimension()
+        if dim is None:
+            raise ValueError(f"{path} does not say its embedding dimension")
+        self.dim: int = int(dim)
         self.name = model_name(path)
 
     def encode(self, texts: list[str]) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypedDict
 
 import numpy as np
 
@@ -19,6 +20,17 @@ class Policy:
     version: int
     model: QualityModel
     model_counts: Mapping[str, int]
+
+
+class Candidate(TypedDict):
+    """One model's line in a decision, as logged and as returned."""
+
+    model: str
+    quality: float
+    cost_usd: float
+    cost_norm: float
+    score: float
+    probability: float
 
 
 @dataclass
@@ -39,7 +51,7 @@ class Choice:
     def probability(self) -> float:
         return float(self.pmf[self.chosen])
 
-    def candidates(self) -> list[dict[str, float | str]]:
+    def candidates(self) -> list[Candidate]:
         return [
             {
                 "model": m,
