@@ -66,6 +66,7 @@ def test_export_happens_once_and_leaves_no_partial_files(tmp_path: Path) -> None
     assert ensure_onnx(model, tmp_path, int8=False) == first
     assert first.stat().st_mtime_ns == stamp
     assert [p.name for p in tmp_path.iterdir()] == [first.name]
+    assert first.stat().st_mode & 0o777 == 0o644  # readable by the other users of the cache
 
 
 def test_a_model_without_mean_pooling_is_refused(tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ def ensure_onnx(model_path: Path, cache_dir: Path, int8: bool) -> Path:
             _quantize_int8(fp32, tmp)
         else:
             _export(model_path, tmp)
+        tmp.chmod(0o644)  # mkstemp makes it owner-only; the model is no secret
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
