@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from bandit_router.api.proxy import UpstreamFailed, fallback_order, forward
+from bandit_router.api.proxy import UpstreamFailed, answer_tokens, fallback_order, forward
 from bandit_router.policy.decide import Choice
 from bandit_router.policy.pool import ModelSpec
 from bandit_router.store.keys import served_by
@@ -49,6 +49,7 @@ def _completion(model: str) -> dict[str, Any]:
         "object": "chat.completion",
         "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": f"hi from {model}"}}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15},
     }
 
 
@@ -145,6 +146,7 @@ def test_forwards_to_the_chosen_model(client, upstream, wire) -> None:  # type: 
     assert {c["model"] for c in decision["candidates"]} == {"strong", "mid"}
     assert decision["proxy"]["served_model"] == served
     assert decision["proxy"]["attempts"] == [{"model": served, "status": 200}]
+    assert decision["proxy"]["output_tokens"] == 3  # the upstream's usage count
     fb = {"decision_id": decision_id, "type": "thumbs", "value": "up"}
     assert client.post("/v1/feedback", json=fb).status_code == 201
 
@@ -273,3 +275,19 @@ def test_a_hanging_upstream_times_out_as_a_fallback_worthy_failure(upstream) -> 
 
     with pytest.raises(UpstreamFailed, match="timed out"):
         asyncio.run(call())
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "stream", "tokens"),
+    [
+        (200, {"usage": {"completion_tokens": 7}, "choices": []}, False, 7),
+        (200, {"choices": [{"message": {"content": "x" * 40}}]}, False, 10),  # no usage: chars / 4
+        (200, {"usage": {"completion_tokens": 7}}, True, None),  # a stream is never held whole
+        (500, {"error": {"message": "boom"}}, False, None),
+        (200, {"choices": [{"message": {"content": None}}]}, False, None),
+    ],
+)
+def test_answer_length(status: int, body: dict[str, Any], stream: bool, tokens: int | None) -> None:
+    response = httpx.Response(status, json=body)
+    assert answer_tokens(response, stream, chars_per_token=4.0) == tokens
+    assert answer_tokens(httpx.Response(200, text="not json"), False, 4.0) is None

@@ -3,13 +3,17 @@ retraining leaves the active policy alone. Real encoder, VW and SQL, through the
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from topics import prompts
 
 from bandit_router.api.app import create_app
+from bandit_router.audit.training import corrected_labels
 from bandit_router.config import Settings
+from bandit_router.jobs.retrain import load_log
 from bandit_router.runtime import Runtime
+from bandit_router.store import keys as edge_store
 from bandit_router.store import repository as repo
 
 TRUTH = {"strong": 1.0, "mid": 0.5, "cheap": 0.0}  # what gold audits say on maths
@@ -39,6 +43,17 @@ def prefers(client, prompt: str) -> str:  # type: ignore[no-untyped-def]
     return max(out["candidates"], key=lambda c: c["predicted_quality"])["model"]
 
 
+def grade_pending_audits(client) -> None:  # type: ignore[no-untyped-def]
+    """A grader who knows the truth grades every audit waiting."""
+    for item in client.post("/v1/audits/claim", json={"grader_id": "g", "limit": 500}).json():
+        grade = {
+            "decision_id": item["decision_id"],
+            "score": TRUTH[item["model"]],
+            "grader_id": "g",
+        }
+        assert client.post("/v1/audits", json=grade).status_code == 201
+
+
 def test_retraining_fixes_a_policy_misled_by_biased_feedback(service) -> None:  # type: ignore[no-untyped-def]
     client, rt = service
     for rnd in range(3):
@@ -47,13 +62,7 @@ def test_retraining_fixes_a_policy_misled_by_biased_feedback(service) -> None:  
             did, model = out["decision_id"], out["model"]
             fb = {"decision_id": did, "type": "reward", "value": JUDGE[model], "source": "judge"}
             assert client.post("/v1/feedback", json=fb).status_code == 201
-        for item in client.post("/v1/audits/claim", json={"grader_id": "g", "limit": 500}).json():
-            grade = {
-                "decision_id": item["decision_id"],
-                "score": TRUTH[item["model"]],
-                "grader_id": "g",
-            }
-            assert client.post("/v1/audits", json=grade).status_code == 201
+        grade_pending_audits(client)
         assert rt.runner.run("update")["status"] == "succeeded"
 
     held_out = prompts("math", 10, seed=50)
@@ -90,3 +99,42 @@ def test_failed_retraining_leaves_the_active_policy(service) -> None:  # type: i
         assert repo.active_policy_id(conn) == before
         assert len(repo.list_policies(conn)) == n_versions
     assert client.get("/healthz").json()["policy_version"] == before
+
+
+def test_answer_length_reaches_the_bias_model(service) -> None:  # type: ignore[no-untyped-def]
+    """A verbosity-biased judge: its score follows the answer's length, whatever the model. The
+    lengths the proxy logged reach the bias model, and with them the corrected labels land
+    nearer the truth than without."""
+    client, rt = service
+    for i, prompt in enumerate(prompts("math", 160, seed=7)):
+        out = client.post("/v1/route", json={"prompt": prompt}).json()
+        did, model, long = out["decision_id"], out["model"], i % 2 == 1
+        answer = {
+            "decision_id": did,
+            "served_model": model,
+            "status": 200,
+            "attempts": [{"model": model, "status": 200}],
+            "output_tokens": 600 if long else 30,
+        }
+        with rt.engine.begin() as conn:
+            edge_store.record_answer(conn, answer)  # what the proxy writes for a whole answer
+        judged = 0.2 * TRUTH[model] + (0.8 if long else 0.0)
+        fb = {"decision_id": did, "type": "reward", "value": judged, "source": "judge"}
+        assert client.post("/v1/feedback", json=fb).status_code == 201
+    grade_pending_audits(client)
+
+    job = rt.runner.run("retrain")
+    assert job["status"] == "succeeded", job["error"]
+    assert job["result"]["labels"]["answer_length_feature"] is True
+
+    lg = load_log(rt.engine, rt.settings)
+    assert set(lg.output_tokens[np.isfinite(lg.output_tokens)]) == {30.0, 600.0}
+    truth = np.array([TRUTH[lg.models[j]] for j in lg.k])
+    pref_only = np.isfinite(lg.pref) & ~np.isfinite(lg.gold)
+    args = (lg.X, lg.k, len(lg.models), lg.pref, lg.gold, lg.propensity, "paired")
+
+    def error(features: np.ndarray | None) -> float:
+        labels, _ = corrected_labels(*args, event_features=features)
+        return float(np.abs(labels[pref_only] - truth[pref_only]).mean())
+
+    assert error(lg.answer_length_features()) < 0.5 * error(None)

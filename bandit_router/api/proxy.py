@@ -169,14 +169,36 @@ async def first_answer(
     return None, None, attempts
 
 
+def answer_tokens(response: httpx.Response, stream: bool, chars_per_token: float) -> int | None:
+    """The answer's length in tokens: the upstream's usage count, else its text length / 4-ish.
+    None for a stream (relayed as it comes, never held whole) or an answer that is not JSON."""
+    if stream or not response.is_success:
+        return None
+    try:
+        body = response.json()
+        usage = (body.get("usage") or {}).get("completion_tokens")
+        if isinstance(usage, int) and usage >= 0:
+            return usage
+        text = body["choices"][0]["message"]["content"]
+        return round(len(text) / chars_per_token) if isinstance(text, str) else None
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return None
+
+
 async def record_answer(
-    rt: Runtime, decision_id: str, served: str | None, status: int, attempts: list[dict[str, Any]]
+    rt: Runtime,
+    decision_id: str,
+    served: str | None,
+    status: int,
+    attempts: list[dict[str, Any]],
+    output_tokens: int | None = None,
 ) -> None:
     row = {
         "decision_id": decision_id,
         "served_model": served,
         "status": status,
         "attempts": attempts,
+        "output_tokens": output_tokens,
     }
     try:
         await rt.writer.write(lambda conn: edge_store.record_answer(conn, row))
@@ -226,5 +248,7 @@ async def chat_completions(
             f"no upstream model answered (decision {routed.decision_id}): {failures}",
             headers={DECISION_HEADER: routed.decision_id},
         )
-    await record_answer(rt, routed.decision_id, served, response.status_code, attempts)
-    return relay(response, routed.decision_id, served, body.get("stream") is True)
+    stream = body.get("stream") is True
+    tokens = answer_tokens(response, stream, rt.settings.chars_per_token)
+    await record_answer(rt, routed.decision_id, served, response.status_code, attempts, tokens)
+    return relay(response, routed.decision_id, served, stream)

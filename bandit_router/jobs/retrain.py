@@ -28,6 +28,7 @@ from bandit_router.config import Settings
 from bandit_router.jobs.rewards import aggregate
 from bandit_router.policy.learner import QualityModel
 from bandit_router.policy.service import publish_policy
+from bandit_router.store import keys as edge_store
 from bandit_router.store import repository as repo
 from bandit_router.store.models import Job, PolicyVersion, utcnow
 
@@ -47,6 +48,17 @@ class Log:
     probability: np.ndarray  # routing probability of the chosen model (1 for offline gold)
     candidates: list[list[dict[str, Any]]]  # per event: the candidates as logged ([] offline)
     lam: np.ndarray
+    output_tokens: np.ndarray  # the answer's length where the proxy saw it whole, else NaN
+
+    def answer_length_features(self) -> np.ndarray | None:
+        """What the bias model may use besides the query: a judge favours longer answers, so
+        log answer length, with a column saying whether it is known (0 stands in when not).
+        None when no event has a known length."""
+        known = np.isfinite(self.output_tokens)
+        if not known.any():
+            return None
+        log_len = np.log1p(np.where(known, self.output_tokens, 0.0))
+        return np.column_stack([log_len, known.astype(float)])
 
 
 def load_log(engine: Engine, settings: Settings) -> Log:
@@ -54,11 +66,15 @@ def load_log(engine: Engine, settings: Settings) -> Log:
     with engine.connect() as conn:
         events = repo.logged_events(conn, since)
         feedback = repo.feedback_for(conn, [e["id"] for e in events])
+        lengths = edge_store.output_tokens(conn, [e["id"] for e in events])
         offline = repo.offline_gold(conn)
         pool = [m["name"] for m in repo.list_models(conn)]
     models = sorted(set(pool) | {e["chosen_model"] for e in events} | {g["model"] for g in offline})
     col = {m: i for i, m in enumerate(models)}
-    rows = [_event_row(e, feedback[e["id"]], settings, col) for e in events]
+    rows = [
+        (*_event_row(e, feedback[e["id"]], settings, col), lengths.get(e["id"], np.nan))
+        for e in events
+    ]
     # Offline gold is unpaired gold: it was not drawn with a logged π; its share of all gold-
     # carrying rows stands in as the propensity, which the unpaired learners need.
     share = len(offline) / max(1, len(offline) + len(events))
@@ -72,6 +88,7 @@ def load_log(engine: Engine, settings: Settings) -> Log:
             1.0,
             [],
             0.0,
+            np.nan,
         )
         for g in offline
     ]
@@ -83,8 +100,9 @@ def load_log(engine: Engine, settings: Settings) -> Log:
             *(np.zeros(0),) * 4,
             [],
             np.zeros(0),
+            np.zeros(0),
         )
-    X, k, pref, gold, prop, prob, cands, lam = zip(*rows, strict=True)
+    X, k, pref, gold, prop, prob, cands, lam, tokens = zip(*rows, strict=True)
     return Log(
         np.stack(X),
         np.array(k),
@@ -95,6 +113,7 @@ def load_log(engine: Engine, settings: Settings) -> Log:
         np.array(prob, float),
         list(cands),
         np.array(lam, float),
+        np.array(tokens, float),
     )
 
 
@@ -280,9 +299,18 @@ def run_retrain(engine: Engine, settings: Settings) -> dict[str, Any]:
     n = len(lg.k)
     if n < settings.retrain_min_events:
         return {"events": n, "skipped": f"fewer than {settings.retrain_min_events} events"}
+    length = lg.answer_length_features()
     labels, info = corrected_labels(
-        lg.X, lg.k, len(lg.models), lg.pref, lg.gold, lg.propensity, settings.bias_method
+        lg.X,
+        lg.k,
+        len(lg.models),
+        lg.pref,
+        lg.gold,
+        lg.propensity,
+        settings.bias_method,
+        event_features=length,
     )
+    info["answer_length_feature"] = length is not None
     # Hold out the newest decisions (offline gold rows have no decision to evaluate on).
     decisions = np.flatnonzero([bool(c) for c in lg.candidates])
     cut = int(len(decisions) * (1 - settings.promotion_holdout_fraction))

@@ -63,6 +63,9 @@ class ProxyAnswer(Base):
     served_model: Mapped[str | None] = mapped_column(String(200), default=None)  # None: none did
     status: Mapped[int] = mapped_column(Integer)  # the HTTP status the caller got
     attempts: Mapped[list[Any]] = mapped_column(JSON)  # [{"model", "status"?, "error"?}, ...]
+    # The answer's length (usage.completion_tokens): what a judge's verbosity bias keys on. Known
+    # for answers the proxy read whole; a streamed answer is relayed, not read, so it is None.
+    output_tokens: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 # --- keys -------------------------------------------------------------------------------------
@@ -137,6 +140,14 @@ def get_answer(conn: Connection, decision_id: str) -> dict[str, Any] | None:
     stmt = select(ProxyAnswer.__table__).where(ProxyAnswer.decision_id == decision_id)
     row = conn.execute(stmt).first()
     return dict(row._mapping) if row else None
+
+
+def output_tokens(conn: Connection, decision_ids: list[str]) -> dict[str, int]:
+    """The answer length of each proxied decision whose length is known."""
+    stmt = select(ProxyAnswer.decision_id, ProxyAnswer.output_tokens).where(
+        ProxyAnswer.decision_id.in_(decision_ids), ProxyAnswer.output_tokens.is_not(None)
+    )
+    return {d: t for d, t in conn.execute(stmt).tuples() if t is not None}
 
 
 def served_by(conn: Connection, decision_ids: list[str]) -> dict[str, str | None]:
