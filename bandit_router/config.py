@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     promotion_rule: Literal["point", "upper", "paired"] = "paired"
     promotion_holdout_fraction: float = Field(default=0.3, gt=0, lt=1)
     retrain_min_events: int = Field(default=50, ge=1)
+    # The update job adds each model's bias estimated by the latest retraining (gold − preference,
+    # when its interval excludes 0) to that model's rewards, so updates between retrainings do not
+    # re-learn the bias the retraining removed.
+    update_bias_correction: bool = True
 
     @field_validator("database_url")
     @classmethod

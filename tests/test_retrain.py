@@ -43,6 +43,15 @@ def prefers(client, prompt: str) -> str:  # type: ignore[no-untyped-def]
     return max(out["candidates"], key=lambda c: c["predicted_quality"])["model"]
 
 
+def feed_biased_round(client, rnd: int) -> None:  # type: ignore[no-untyped-def]
+    """60 maths queries routed, each rated by the biased judge."""
+    for prompt in prompts("math", 60, seed=rnd):
+        out = client.post("/v1/route", json={"prompt": prompt, "preset": "quality"}).json()
+        did, model = out["decision_id"], out["model"]
+        fb = {"decision_id": did, "type": "reward", "value": JUDGE[model], "source": "judge"}
+        assert client.post("/v1/feedback", json=fb).status_code == 201
+
+
 def grade_pending_audits(client) -> None:  # type: ignore[no-untyped-def]
     """A grader who knows the truth grades every audit waiting."""
     for item in client.post("/v1/audits/claim", json={"grader_id": "g", "limit": 500}).json():
@@ -57,11 +66,7 @@ def grade_pending_audits(client) -> None:  # type: ignore[no-untyped-def]
 def test_retraining_fixes_a_policy_misled_by_biased_feedback(service) -> None:  # type: ignore[no-untyped-def]
     client, rt = service
     for rnd in range(3):
-        for prompt in prompts("math", 60, seed=rnd):
-            out = client.post("/v1/route", json={"prompt": prompt, "preset": "quality"}).json()
-            did, model = out["decision_id"], out["model"]
-            fb = {"decision_id": did, "type": "reward", "value": JUDGE[model], "source": "judge"}
-            assert client.post("/v1/feedback", json=fb).status_code == 201
+        feed_biased_round(client, rnd)
         grade_pending_audits(client)
         assert rt.runner.run("update")["status"] == "succeeded"
 
@@ -79,6 +84,15 @@ def test_retraining_fixes_a_policy_misled_by_biased_feedback(service) -> None:  
 
     view = client.get("/v1/admin/bias").json()
     assert view["job_id"] == job["id"] and view["models"]["cheap"]["hi"] < 0
+
+    # More of the same biased feedback: the update job now corrects it by the estimated bias
+    # instead of re-learning it, and the policy stays fixed.
+    feed_biased_round(client, rnd=3)
+    update = rt.runner.run("update")
+    assert update["status"] == "succeeded", update["error"]
+    shifts = update["result"]["reward_shifts"]
+    assert shifts["cheap"] < -0.5 and shifts["strong"] > 0.4
+    assert sum(prefers(client, p) == "strong" for p in held_out) >= 8
 
 
 def test_failed_retraining_leaves_the_active_policy(service) -> None:  # type: ignore[no-untyped-def]

@@ -115,16 +115,12 @@ def bias(rt: RuntimeDep) -> dict[str, Any]:
     """Per-model bias of preference feedback (gold − preference) with PPI++ intervals, from the
     newest successful retraining run; `alert` marks an estimate outside the previous interval."""
     with rt.engine.connect() as conn:
-        for job in repo.list_jobs(conn, limit=200):
-            if (
-                job["kind"] == "retrain"
-                and job["status"] == "succeeded"
-                and "bias" in job["result"]
-            ):
-                return {
-                    "job_id": job["id"],
-                    "finished_at": job["finished_at"],
-                    "method": job["result"].get("bias_method"),
-                    "models": job["result"]["bias"],
-                }
-    raise HTTPException(404, "no retraining run has estimated the bias yet")
+        job = repo.latest_bias_job(conn)
+    if job is None:
+        raise HTTPException(404, "no retraining run has estimated the bias yet")
+    return {
+        "job_id": job["id"],
+        "finished_at": job["finished_at"],
+        "method": job["result"].get("bias_method"),
+        "models": job["result"]["bias"],
+    }

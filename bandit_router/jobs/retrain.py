@@ -30,7 +30,7 @@ from bandit_router.policy.learner import QualityModel
 from bandit_router.policy.service import publish_policy
 from bandit_router.store import keys as edge_store
 from bandit_router.store import repository as repo
-from bandit_router.store.models import Job, PolicyVersion, utcnow
+from bandit_router.store.models import PolicyVersion, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +260,9 @@ def bias_report(engine: Engine, lg: Log) -> dict[str, Any]:
     intervals = bias_intervals_by_model(
         lg.k[both], lg.gold[both], lg.pref[both], lg.k[only_pref], lg.pref[only_pref]
     )
-    previous = _previous_bias(engine)
+    with engine.connect() as conn:
+        job = repo.latest_bias_job(conn)
+    previous = job["result"]["bias"] if job else {}
     out = {}
     for j, iv in intervals.items():
         name = lg.models[j]
@@ -275,17 +277,6 @@ def bias_report(engine: Engine, lg: Log) -> dict[str, Any]:
             "alert": moved,
         }
     return out
-
-
-def _previous_bias(engine: Engine) -> dict[str, Any]:
-    with engine.connect() as conn:
-        row = conn.execute(
-            select(Job.result)
-            .where(Job.kind == "retrain", Job.status == "succeeded")
-            .order_by(Job.id.desc())
-            .limit(1)
-        ).scalar()
-    return dict((row or {}).get("bias", {}))
 
 
 def run_retrain(engine: Engine, settings: Settings) -> dict[str, Any]:

@@ -41,8 +41,27 @@ class Event:
     side_rewards: list[tuple[str, float]]
 
 
-def collect_events(engine: Engine, settings: Settings) -> tuple[list[Event], list[str]]:
-    """Learnable events, and the ids of decisions closed without anything to learn."""
+def reward_shifts(engine: Engine, settings: Settings) -> dict[str, float]:
+    """Per model, what its preference feedback misses by the latest retraining's estimate (gold −
+    preference); only estimates whose interval excludes 0, a shift inside the noise is none."""
+    if not settings.update_bias_correction:
+        return {}
+    with engine.connect() as conn:
+        job = repo.latest_bias_job(conn)
+    bias = job["result"]["bias"] if job else {}
+    return {m: float(b["estimate"]) for m, b in bias.items() if b["lo"] > 0 or b["hi"] < 0}
+
+
+def collect_events(
+    engine: Engine, settings: Settings, shifts: dict[str, float] | None = None
+) -> tuple[list[Event], list[str]]:
+    """Learnable events, and the ids of decisions closed without anything to learn; each
+    reward is moved by its model's entry in `shifts` (see `reward_shifts`)."""
+    shifts = shifts or {}
+
+    def corrected(model: str, reward: float) -> float:
+        return float(np.clip(reward + shifts.get(model, 0.0), 0.0, 1.0))
+
     closed_before = utcnow() - timedelta(seconds=settings.reward_wait_seconds)
     with engine.connect() as conn:
         rows = repo.learnable_decisions(
@@ -72,7 +91,7 @@ def collect_events(engine: Engine, settings: Settings) -> tuple[list[Event], lis
             models = models if answered in models else [*models, answered]
             chosen, probability = answered, 1.0
         side = [
-            (f["other_model"], 1.0 - f["reward"])
+            (f["other_model"], corrected(f["other_model"], 1.0 - f["reward"]))
             for f in items
             if f["type"] == "pairwise" and f["other_model"]
         ]
@@ -83,7 +102,7 @@ def collect_events(engine: Engine, settings: Settings) -> tuple[list[Event], lis
                 models=models,
                 chosen=models.index(chosen),
                 probability=probability,
-                reward=reward,
+                reward=corrected(chosen, reward),
                 side_rewards=side,
             )
         )
@@ -106,7 +125,8 @@ def run_update(engine: Engine, settings: Settings) -> dict[str, Any]:
         active = repo.active_policy(conn)
     if active is None:
         raise RuntimeError("no active policy to update")
-    events, skipped = collect_events(engine, settings)
+    shifts = reward_shifts(engine, settings)
+    events, skipped = collect_events(engine, settings, shifts)
     if not events and not skipped:
         return {"events": 0, "published": None, "parent": active["id"]}
     model = QualityModel(active["vw_args"], active["model_bytes"])
@@ -119,6 +139,7 @@ def run_update(engine: Engine, settings: Settings) -> dict[str, Any]:
     metrics = {
         "events": len(events),
         "mean_reward": float(np.mean([e.reward for e in events])),
+        "reward_shifts": shifts,
     }
     learned = [e.decision_id for e in events] + skipped
     version = publish_policy(

@@ -226,6 +226,21 @@ def list_jobs(conn: Connection, limit: int = 50) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in conn.execute(stmt)]
 
 
+def latest_bias_job(conn: Connection) -> dict[str, Any] | None:
+    """The newest successful retraining run that estimated the feedback bias (a run that had too
+    few events succeeds without an estimate)."""
+    stmt = (
+        select(Job.__table__)
+        .where(Job.kind == "retrain", Job.status == "succeeded")
+        .order_by(Job.id.desc())
+        .limit(200)
+    )
+    for row in conn.execute(stmt):
+        if "bias" in (row.result or {}):
+            return dict(row._mapping)
+    return None
+
+
 def running_job(conn: Connection, kind: str) -> dict[str, Any] | None:
     row = conn.execute(
         select(Job.__table__).where(Job.kind == kind, Job.status.in_(("queued", "running")))
