@@ -21,7 +21,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from bandit_router.api.proxy import UpstreamFailed, answer_tokens, fallback_order, forward
+from bandit_router.api.proxy import (
+    StreamLength,
+    UpstreamFailed,
+    answer_tokens,
+    fallback_order,
+    forward,
+)
 from bandit_router.policy.decide import Choice
 from bandit_router.policy.pool import ModelSpec
 from bandit_router.store.keys import served_by
@@ -166,6 +172,14 @@ def test_streams_server_sent_events(client, wire) -> None:  # type: ignore[no-un
     ]
     assert words == ["soft", "rain", "falls"]
     assert json.loads(events[0].removeprefix("data: "))["model"] == served
+    # Its length, counted as it passed through ("softrainfalls": 13 characters / 4), is written
+    # after the stream ended.
+    decision_id = r.headers["x-bandit-router-decision-id"]
+    deadline = time.monotonic() + 5
+    while client.get(f"/v1/decisions/{decision_id}").json()["proxy"]["output_tokens"] is None:
+        assert time.monotonic() < deadline, "the stream's length was never recorded"
+        time.sleep(0.02)
+    assert client.get(f"/v1/decisions/{decision_id}").json()["proxy"]["output_tokens"] == 3
 
 
 @SQLITE_ONLY
@@ -291,3 +305,18 @@ def test_answer_length(status: int, body: dict[str, Any], stream: bool, tokens: 
     response = httpx.Response(status, json=body)
     assert answer_tokens(response, stream, chars_per_token=4.0) == tokens
     assert answer_tokens(httpx.Response(200, text="not json"), False, 4.0) is None
+
+
+def test_stream_length_counts_events_split_anywhere() -> None:
+    def chunk(text: str) -> str:
+        return "data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": text}}]})
+
+    sse = "\n\n".join([chunk("x" * 10), ": a comment", "data: not json", chunk("y" * 6)]) + "\n\n"
+    length = StreamLength(chars_per_token=4.0)
+    raw = (sse + "data: [DONE]\n\n").encode()
+    for i in range(0, len(raw), 7):  # events cut across chunk boundaries
+        length.feed(raw[i : i + 7])
+    assert (length.chars, length.tokens()) == (16, 4)
+    # A final usage chunk (stream_options.include_usage) is the upstream's own count: it wins.
+    length.feed(b'data: {"choices": [], "usage": {"completion_tokens": 9}}\n\n')
+    assert length.tokens() == 9

@@ -5,9 +5,10 @@ upstream fails (connect error, timeout, 429, 5xx). Streams (SSE) pass through as
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -170,8 +171,9 @@ async def first_answer(
 
 
 def answer_tokens(response: httpx.Response, stream: bool, chars_per_token: float) -> int | None:
-    """The answer's length in tokens: the upstream's usage count, else its text length / 4-ish.
-    None for a stream (relayed as it comes, never held whole) or an answer that is not JSON."""
+    """A whole answer's length in tokens: the upstream's usage count, else its text length /
+    chars_per_token. None for a stream (counted as it passes, see StreamLength) or an answer
+    that is not JSON."""
     if stream or not response.is_success:
         return None
     try:
@@ -206,21 +208,70 @@ async def record_answer(
         log.warning("could not record which model answered: %s", exc)
 
 
-async def _relay(response: httpx.Response) -> AsyncIterator[bytes]:
+class StreamLength:
+    """Counts a streamed answer's length from its server-sent events as they pass through: the
+    upstream's usage count when it sends one (stream_options.include_usage), else the delta
+    text's characters / chars_per_token."""
+
+    def __init__(self, chars_per_token: float) -> None:
+        self.chars_per_token = chars_per_token
+        self.chars = 0
+        self.usage: int | None = None
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> None:
+        *lines, self._pending = (self._pending + chunk).split(b"\n")
+        for line in lines:
+            if line.startswith(b"data: ") and line.strip() != b"data: [DONE]":
+                self._event(line[6:])
+
+    def _event(self, data: bytes) -> None:
+        try:
+            event = json.loads(data)
+            usage = (event.get("usage") or {}).get("completion_tokens")
+            if isinstance(usage, int):
+                self.usage = usage
+            for choice in event.get("choices") or []:
+                text = (choice.get("delta") or {}).get("content")
+                self.chars += len(text) if isinstance(text, str) else 0
+        except (ValueError, AttributeError, TypeError):
+            pass  # not an OpenAI chunk: relayed all the same, just not counted
+
+    def tokens(self) -> int:
+        return self.usage if self.usage is not None else round(self.chars / self.chars_per_token)
+
+
+async def _relay(
+    response: httpx.Response, length: StreamLength, on_end: Callable[[int], None]
+) -> AsyncIterator[bytes]:
+    complete = False
     try:
         async for chunk in response.aiter_bytes():
+            length.feed(chunk)
             yield chunk
+        complete = True
     except httpx.HTTPError as exc:  # headers are sent: all we can do is end the stream
         log.warning("upstream stream broke off: %s", type(exc).__name__)
     finally:
         await response.aclose()
+        if complete:  # a cut-off answer's length says nothing about the answer
+            on_end(length.tokens())
 
 
-def relay(response: httpx.Response, decision_id: str, served: str, stream: bool) -> Response:
+def relay(
+    rt: Runtime, response: httpx.Response, decision_id: str, served: str, stream: bool
+) -> Response:
     headers = {DECISION_HEADER: decision_id, MODEL_HEADER: served}
     media_type = response.headers.get("content-type")
     if stream:
-        return StreamingResponse(_relay(response), response.status_code, headers, media_type)
+
+        def record_length(tokens: int) -> None:
+            # After the answer went out: nobody waits for this write, and losing it loses a
+            # bias feature, not an acknowledged fact.
+            rt.writer.submit(lambda conn: edge_store.set_output_tokens(conn, decision_id, tokens))
+
+        body = _relay(response, StreamLength(rt.settings.chars_per_token), record_length)
+        return StreamingResponse(body, response.status_code, headers, media_type)
     return Response(response.content, response.status_code, headers, media_type)
 
 
@@ -251,4 +302,4 @@ async def chat_completions(
     stream = body.get("stream") is True
     tokens = answer_tokens(response, stream, rt.settings.chars_per_token)
     await record_answer(rt, routed.decision_id, served, response.status_code, attempts, tokens)
-    return relay(response, routed.decision_id, served, stream)
+    return relay(rt, response, routed.decision_id, served, stream)

@@ -63,8 +63,8 @@ class ProxyAnswer(Base):
     served_model: Mapped[str | None] = mapped_column(String(200), default=None)  # None: none did
     status: Mapped[int] = mapped_column(Integer)  # the HTTP status the caller got
     attempts: Mapped[list[Any]] = mapped_column(JSON)  # [{"model", "status"?, "error"?}, ...]
-    # The answer's length (usage.completion_tokens): what a judge's verbosity bias keys on. Known
-    # for answers the proxy read whole; a streamed answer is relayed, not read, so it is None.
+    # The answer's length (usage.completion_tokens, else characters / chars_per_token): what a
+    # judge's verbosity bias keys on. A stream's is set when it ends; None if it broke off.
     output_tokens: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
@@ -140,6 +140,12 @@ def get_answer(conn: Connection, decision_id: str) -> dict[str, Any] | None:
     stmt = select(ProxyAnswer.__table__).where(ProxyAnswer.decision_id == decision_id)
     row = conn.execute(stmt).first()
     return dict(row._mapping) if row else None
+
+
+def set_output_tokens(conn: Connection, decision_id: str, tokens: int) -> None:
+    """A streamed answer's length, known once the stream has ended."""
+    stmt = update(ProxyAnswer).where(ProxyAnswer.decision_id == decision_id)
+    conn.execute(stmt.values(output_tokens=tokens))
 
 
 def output_tokens(conn: Connection, decision_ids: list[str]) -> dict[str, int]:
