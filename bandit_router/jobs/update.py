@@ -68,10 +68,7 @@ def collect_events(
             conn, closed_before, settings.no_feedback == "skip", BATCH_LIMIT
         )
         fb = repo.feedback_for(conn, [r["id"] for r in rows])
-        ids = [r["id"] for r in rows]
-        served: dict[str, str | None] = {}
-        for start in range(0, len(ids), 5000):  # bounded IN lists (SQLite's parameter cap)
-            served.update(served_by(conn, ids[start : start + 5000]))
+        served = served_by(conn, [r["id"] for r in rows])
     events, skipped = [], []
     for row in rows:
         items = fb[row["id"]]

@@ -148,18 +148,27 @@ def set_output_tokens(conn: Connection, decision_id: str, tokens: int) -> None:
     conn.execute(stmt.values(output_tokens=tokens))
 
 
+_CHUNK = 5000  # SQLite caps the bound parameters of one statement
+
+
+def _answer_column(conn: Connection, column: Any, decision_ids: list[str]) -> dict[str, Any]:
+    """decision id -> `column` of its proxy answer, in bounded IN lists (a retraining window can
+    hold far more decisions than SQLite takes parameters)."""
+    out: dict[str, Any] = {}
+    for start in range(0, len(decision_ids), _CHUNK):
+        chunk = decision_ids[start : start + _CHUNK]
+        stmt = select(ProxyAnswer.decision_id, column).where(ProxyAnswer.decision_id.in_(chunk))
+        out.update((d, value) for d, value in conn.execute(stmt).tuples())
+    return out
+
+
 def output_tokens(conn: Connection, decision_ids: list[str]) -> dict[str, int]:
     """The answer length of each proxied decision whose length is known."""
-    stmt = select(ProxyAnswer.decision_id, ProxyAnswer.output_tokens).where(
-        ProxyAnswer.decision_id.in_(decision_ids), ProxyAnswer.output_tokens.is_not(None)
-    )
-    return {d: t for d, t in conn.execute(stmt).tuples() if t is not None}
+    found = _answer_column(conn, ProxyAnswer.output_tokens, decision_ids)
+    return {d: int(t) for d, t in found.items() if t is not None}
 
 
 def served_by(conn: Connection, decision_ids: list[str]) -> dict[str, str | None]:
     """For the learning jobs: who answered each proxied decision (None: no upstream did).
     Decisions absent from the result were not proxied: their chosen model is what answered."""
-    stmt = select(ProxyAnswer.decision_id, ProxyAnswer.served_model).where(
-        ProxyAnswer.decision_id.in_(decision_ids)
-    )
-    return {r.decision_id: r.served_model for r in conn.execute(stmt)}
+    return _answer_column(conn, ProxyAnswer.served_model, decision_ids)
