@@ -108,6 +108,7 @@ def test_feedback_kinds_and_rewards(client) -> None:  # type: ignore[no-untyped-
         ({"type": "rating", "value": 4}, 0.75),
         ({"type": "reward", "value": 0.3}, 0.3),
         ({"type": "pairwise", "value": "loss", "other_model": "strong", "source": "judge"}, 0.0),
+        ({"type": "reward", "value": 0.9, "output_tokens": 512}, 0.9),
     ]
     for body, reward in cases:
         r = client.post("/v1/feedback", json={"decision_id": did, **body})
@@ -115,7 +116,8 @@ def test_feedback_kinds_and_rewards(client) -> None:  # type: ignore[no-untyped-
         assert r.json()["reward"] == pytest.approx(reward)
     stored = client.get(f"/v1/decisions/{did}").json()["feedback"]
     assert [f["reward"] for f in stored] == pytest.approx([c[1] for c in cases])
-    assert stored[-1]["other_model"] == "strong" and stored[-1]["source"] == "judge"
+    assert stored[-2]["other_model"] == "strong" and stored[-2]["source"] == "judge"
+    assert [f["output_tokens"] for f in stored] == [None] * 5 + [512]
 
 
 def test_feedback_is_idempotent(client) -> None:  # type: ignore[no-untyped-def]
@@ -141,6 +143,7 @@ def test_feedback_is_idempotent(client) -> None:  # type: ignore[no-untyped-def]
         ({"type": "thumbs", "value": "up", "other_model": "x"}, "only for pairwise"),
         ({"type": "stars", "value": 3}, "type"),
         ({"type": "thumbs", "value": "up", "source": "robot"}, "source"),
+        ({"type": "thumbs", "value": "up", "output_tokens": -1}, "output_tokens"),
     ],
 )
 def test_bad_feedback_gets_422(client, body, message) -> None:  # type: ignore[no-untyped-def]

@@ -72,6 +72,10 @@ def test_retraining_fixes_a_policy_misled_by_biased_feedback(service) -> None:  
 
     held_out = prompts("math", 10, seed=50)
     assert sum(prefers(client, p) == "cheap" for p in held_out) >= 8  # misled by the judge
+    # One more round of data for the retraining (the draws differ run to run: decision ids are
+    # random, and with 3 rounds alone one run in ~25 retrained to only 6 of 10 held-out right).
+    feed_biased_round(client, rnd=3)
+    grade_pending_audits(client)
 
     job = rt.runner.run("retrain")
     assert job["status"] == "succeeded", job["error"]
@@ -87,7 +91,7 @@ def test_retraining_fixes_a_policy_misled_by_biased_feedback(service) -> None:  
 
     # More of the same biased feedback: the update job now corrects it by the estimated bias
     # instead of re-learning it, and the policy stays fixed.
-    feed_biased_round(client, rnd=3)
+    feed_biased_round(client, rnd=4)
     update = rt.runner.run("update")
     assert update["status"] == "succeeded", update["error"]
     shifts = update["result"]["reward_shifts"]
@@ -117,23 +121,22 @@ def test_failed_retraining_leaves_the_active_policy(service) -> None:  # type: i
 
 def test_answer_length_reaches_the_bias_model(service) -> None:  # type: ignore[no-untyped-def]
     """A verbosity-biased judge: its score follows the answer's length, whatever the model. The
-    lengths the proxy logged reach the bias model, and with them the corrected labels land
-    nearer the truth than without."""
+    lengths the proxy logged, or the feedback reported, reach the bias model, and with them the
+    corrected labels land nearer the truth than without."""
     client, rt = service
     for i, prompt in enumerate(prompts("math", 160, seed=7)):
         out = client.post("/v1/route", json={"prompt": prompt}).json()
         did, model, long = out["decision_id"], out["model"], i % 2 == 1
-        answer = {
-            "decision_id": did,
-            "served_model": model,
-            "status": 200,
-            "attempts": [{"model": model, "status": 200}],
-            "output_tokens": 600 if long else 30,
-        }
-        with rt.engine.begin() as conn:
-            edge_store.record_answer(conn, answer)  # what the proxy writes for a whole answer
+        tokens = 600 if long else 30
         judged = 0.2 * TRUTH[model] + (0.8 if long else 0.0)
         fb = {"decision_id": did, "type": "reward", "value": judged, "source": "judge"}
+        if i % 3 == 0:  # a /v1/route client reports the length with its feedback
+            fb["output_tokens"] = tokens
+        else:  # the answer went through the proxy, which measured it
+            answer = {"decision_id": did, "served_model": model, "status": 200}
+            answer |= {"attempts": [{"model": model, "status": 200}], "output_tokens": tokens}
+            with rt.engine.begin() as conn:
+                edge_store.record_answer(conn, answer)
         assert client.post("/v1/feedback", json=fb).status_code == 201
     grade_pending_audits(client)
 
@@ -142,6 +145,7 @@ def test_answer_length_reaches_the_bias_model(service) -> None:  # type: ignore[
     assert job["result"]["labels"]["answer_length_feature"] is True
 
     lg = load_log(rt.engine, rt.settings)
+    assert np.isfinite(lg.output_tokens).sum() == 160  # every event's length, from either source
     assert set(lg.output_tokens[np.isfinite(lg.output_tokens)]) == {30.0, 600.0}
     truth = np.array([TRUTH[lg.models[j]] for j in lg.k])
     pref_only = np.isfinite(lg.pref) & ~np.isfinite(lg.gold)

@@ -39,6 +39,7 @@ async def feedback(
         source=req.source,
         idempotency_key=idempotency_key(req),
         other_model=req.other_model,
+        output_tokens=req.output_tokens,
     )
     status = await rt.writer.write(lambda conn: repo.insert_feedback(conn, row))
     metrics.record_feedback(req.type, status)

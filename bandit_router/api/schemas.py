@@ -91,6 +91,9 @@ class FeedbackRequest(BaseModel):
     other_model: str | None = Field(default=None, max_length=200)
     source: Literal["user", "judge"] = "user"
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    # The rated answer's length: judges favour long answers, and retraining corrects for it when
+    # it knows the length (the proxy records it by itself).
+    output_tokens: int | None = Field(default=None, ge=0, le=10_000_000)
 
     @field_validator("value")
     @classmethod

@@ -72,7 +72,7 @@ def load_log(engine: Engine, settings: Settings) -> Log:
     models = sorted(set(pool) | {e["chosen_model"] for e in events} | {g["model"] for g in offline})
     col = {m: i for i, m in enumerate(models)}
     rows = [
-        (*_event_row(e, feedback[e["id"]], settings, col), lengths.get(e["id"], np.nan))
+        (*_event_row(e, feedback[e["id"]], settings, col), _length(e["id"], lengths, feedback))
         for e in events
     ]
     # Offline gold is unpaired gold: it was not drawn with a logged π; its share of all gold-
@@ -115,6 +115,16 @@ def load_log(engine: Engine, settings: Settings) -> Log:
         np.array(lam, float),
         np.array(tokens, float),
     )
+
+
+def _length(
+    decision_id: str, proxied: dict[str, int], feedback: dict[str, list[dict[str, Any]]]
+) -> float:
+    """The answer's length: what the proxy measured, else the newest one a feedback reported."""
+    if decision_id in proxied:
+        return float(proxied[decision_id])
+    told = [f["output_tokens"] for f in feedback[decision_id] if f["output_tokens"] is not None]
+    return float(told[-1]) if told else np.nan
 
 
 def _event_row(

@@ -90,6 +90,7 @@ class Feedback(Base):
     source: Mapped[str] = mapped_column(String(20))
     idempotency_key: Mapped[str] = mapped_column(String(200))
     late: Mapped[bool] = mapped_column(Boolean, default=False)
+    output_tokens: Mapped[int | None] = mapped_column(Integer, default=None)  # the rated answer's
 
     __table_args__ = (
         UniqueConstraint("decision_id", "idempotency_key", name="uq_feedback_idempotency"),

@@ -53,6 +53,7 @@ def feedback_row(
     source: str,
     idempotency_key: str,
     other_model: str | None = None,
+    output_tokens: int | None = None,
 ) -> dict[str, Any]:
     return {
         "decision_id": decision_id,
@@ -63,4 +64,5 @@ def feedback_row(
         "reward": reward,
         "source": source,
         "idempotency_key": idempotency_key,
+        "output_tokens": output_tokens,
     }
