@@ -184,6 +184,29 @@ def _battle_rows(n_embeddings: int, n_battles: int, rows: np.ndarray | None) -> 
     return r
 
 
+def _battles(
+    router: BradleyTerryMFRouter | SimilarityWeightedRouter,
+    X: np.ndarray,
+    model_a: Sequence[Any],
+    model_b: Sequence[Any],
+    winner: Sequence[Any] | np.ndarray,
+    rows: np.ndarray | None,
+    sample_weight: np.ndarray | None,
+) -> tuple[list[str], _Battles]:
+    """The model list and the checked battles: where both battle-trained routers' `fit` start."""
+    models = _infer_models(router.models or None, model_a, model_b)
+    if len(models) < 2:
+        raise ValueError("need at least two models")
+    r = _battle_rows(X.shape[0], len(winner), rows)
+    return models, _Battles(models, model_a, model_b, winner, r, sample_weight, router.ties)
+
+
+def _win_prob(strength: np.ndarray, models: list[str], a: str | int, b: str | int) -> np.ndarray:
+    """Bradley–Terry: P(a beats b) from per-row, per-model strengths."""
+    s = strength.astype(np.float64)
+    return sigmoid(s[:, _resolve_model(a, models)] - s[:, _resolve_model(b, models)])
+
+
 def _save_npz(path: str | Path, kind: str, meta: dict[str, Any], arrays: dict[str, Any]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -300,11 +323,7 @@ class BradleyTerryMFRouter:
 
         started = time.perf_counter()
         X = _as_embeddings(X)
-        self.models = _infer_models(self.models or None, model_a, model_b)
-        if len(self.models) < 2:
-            raise ValueError("need at least two models")
-        r = _battle_rows(X.shape[0], len(winner), rows)
-        battles = _Battles(self.models, model_a, model_b, winner, r, sample_weight, self.ties)
+        self.models, battles = _battles(self, X, model_a, model_b, winner, rows, sample_weight)
 
         previous_threads = torch.get_num_threads()
         if self.threads is not None:
@@ -393,8 +412,7 @@ class BradleyTerryMFRouter:
 
     def win_prob(self, X: np.ndarray, a: str | int, b: str | int) -> np.ndarray:
         """P(model a beats model b | x) per row of X."""
-        s = self.scores(X).astype(np.float64)
-        return sigmoid(s[:, _resolve_model(a, self.models)] - s[:, _resolve_model(b, self.models)])
+        return _win_prob(self.scores(X), self.models, a, b)
 
     def save(self, path: str | Path) -> None:
         W1, V, w2, b = self._require_fitted()
@@ -481,11 +499,7 @@ class SimilarityWeightedRouter:
     ) -> Self:
         """Store the battles (same arguments as `BradleyTerryMFRouter.fit`); nothing is trained."""
         X = _as_embeddings(X)
-        self.models = _infer_models(self.models or None, model_a, model_b)
-        if len(self.models) < 2:
-            raise ValueError("need at least two models")
-        r = _battle_rows(X.shape[0], len(winner), rows)
-        battles = _Battles(self.models, model_a, model_b, winner, r, sample_weight, self.ties)
+        self.models, battles = _battles(self, X, model_a, model_b, winner, rows, sample_weight)
         # Orient every battle as (lower index, higher index) so each unordered pair is one column.
         swap = battles.a > battles.b
         lo = np.where(swap, battles.b, battles.a)
@@ -571,10 +585,7 @@ class SimilarityWeightedRouter:
         return win_prob_vs_pool(self.ratings(X))
 
     def win_prob(self, X: np.ndarray, a: str | int, b: str | int) -> np.ndarray:
-        theta = self.ratings(X)
-        return sigmoid(
-            theta[:, _resolve_model(a, self.models)] - theta[:, _resolve_model(b, self.models)]
-        )
+        return _win_prob(self.ratings(X), self.models, a, b)
 
     def save(self, path: str | Path) -> None:
         X, rows, pair, pairs, y, weight = self._require_fitted()
