@@ -59,13 +59,14 @@ class LRUCache:
 
 
 class EncoderOverloaded(RuntimeError):
-    """More queries are waiting for the encoder than it clears in about a second: answering 503
-    now beats letting every request queue until its client times out."""
+    """More queries are waiting for the encoder than `max_queue`: answering 503 now beats letting
+    every request queue until its client times out."""
 
 
 class EmbeddingService:
     """One batcher thread per encoder: each owns its encoder (fast tokenizers must not be shared
-    between threads) and torch releases the GIL, so N single-threaded encoders use N cores."""
+    between threads) and ONNX Runtime and torch release the GIL, so N single-threaded encoders use
+    N cores."""
 
     def __init__(
         self,
