@@ -34,8 +34,8 @@ class Settings(BaseSettings):
     # Queries waiting for the encoder beyond this get 503 + Retry-After: 128 is ~0.6 s of work at
     # int8 on one core (at 256, overloaded-but-accepted routes waited 1.4 s).
     embedding_max_queue: int = Field(default=128, ge=1)
-    # onnx-int8: ~3 ms a query against ~8 ms (onnx, fp32) and ~17 ms (torch) on one core here, at
-    # cosine >= 0.986 to fp32 and the same routing quality (README, "Encoder backends").
+    # onnx-int8: ~4.5 ms a query against ~9 ms (onnx, fp32) and ~17 ms (torch) on one core here,
+    # at mean cosine 0.992 to fp32 and about the same routing quality (README, Encoder backends).
     embedding_backend: Literal["onnx-int8", "onnx", "torch"] = "onnx-int8"
     model_cache_dir: Path = Path("./var/models")  # ONNX files derived from the model on first use
     # 1: with 2 intra-op threads on 2 cores, one busy core turned a 20 ms encode into 200-500 ms.

@@ -178,13 +178,26 @@ def answer_tokens(response: httpx.Response, stream: bool, chars_per_token: float
         return None
     try:
         body = response.json()
-        usage = (body.get("usage") or {}).get("completion_tokens")
-        if isinstance(usage, int) and usage >= 0:
-            return usage
-        text = body["choices"][0]["message"]["content"]
-        return round(len(text) / chars_per_token) if isinstance(text, str) else None
+        usage, chars = completion_tokens(body), None
+        if usage is None:
+            text = body["choices"][0]["message"]["content"]
+            chars = len(text) if isinstance(text, str) else None
+        return count_tokens(usage, chars, chars_per_token)
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         return None
+
+
+def completion_tokens(body: dict[str, Any]) -> int | None:
+    """The upstream's own count of an answer's tokens (OpenAI's usage block), if it gave one."""
+    usage = (body.get("usage") or {}).get("completion_tokens")
+    return usage if isinstance(usage, int) and usage >= 0 else None
+
+
+def count_tokens(usage: int | None, chars: int | None, chars_per_token: float) -> int | None:
+    """The upstream's count when there is one, else characters / chars_per_token."""
+    if usage is not None:
+        return usage
+    return None if chars is None else round(chars / chars_per_token)
 
 
 async def record_answer(
@@ -228,8 +241,8 @@ class StreamLength:
     def _event(self, data: bytes) -> None:
         try:
             event = json.loads(data)
-            usage = (event.get("usage") or {}).get("completion_tokens")
-            if isinstance(usage, int):
+            usage = completion_tokens(event)
+            if usage is not None:
                 self.usage = usage
             for choice in event.get("choices") or []:
                 text = (choice.get("delta") or {}).get("content")
@@ -238,7 +251,7 @@ class StreamLength:
             pass  # not an OpenAI chunk: relayed all the same, just not counted
 
     def tokens(self) -> int:
-        return self.usage if self.usage is not None else round(self.chars / self.chars_per_token)
+        return count_tokens(self.usage, self.chars, self.chars_per_token) or 0
 
 
 async def _relay(

@@ -48,7 +48,7 @@ class Log:
     probability: np.ndarray  # routing probability of the chosen model (1 for offline gold)
     candidates: list[list[dict[str, Any]]]  # per event: the candidates as logged ([] offline)
     lam: np.ndarray
-    output_tokens: np.ndarray  # the answer's length where the proxy saw it whole, else NaN
+    output_tokens: np.ndarray  # the answer's length (proxy-measured or reported), NaN if unknown
 
     def answer_length_features(self) -> np.ndarray | None:
         """What the bias model may use besides the query: a judge favours longer answers, so
@@ -271,8 +271,7 @@ def bias_report(engine: Engine, lg: Log) -> dict[str, Any]:
         lg.k[both], lg.gold[both], lg.pref[both], lg.k[only_pref], lg.pref[only_pref]
     )
     with engine.connect() as conn:
-        job = repo.latest_bias_job(conn)
-    previous = job["result"]["bias"] if job else {}
+        previous = repo.latest_bias(conn)
     out = {}
     for j, iv in intervals.items():
         name = lg.models[j]

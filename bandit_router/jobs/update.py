@@ -47,8 +47,7 @@ def reward_shifts(engine: Engine, settings: Settings) -> dict[str, float]:
     if not settings.update_bias_correction:
         return {}
     with engine.connect() as conn:
-        job = repo.latest_bias_job(conn)
-    bias = job["result"]["bias"] if job else {}
+        bias = repo.latest_bias(conn)
     return {m: float(b["estimate"]) for m, b in bias.items() if b["lo"] > 0 or b["hi"] < 0}
 
 

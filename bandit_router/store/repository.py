@@ -241,6 +241,12 @@ def latest_bias_job(conn: Connection) -> dict[str, Any] | None:
     return None
 
 
+def latest_bias(conn: Connection) -> dict[str, Any]:
+    """Per model, the newest estimated feedback bias (gold − preference, with its interval)."""
+    job = latest_bias_job(conn)
+    return dict(job["result"]["bias"]) if job else {}
+
+
 def running_job(conn: Connection, kind: str) -> dict[str, Any] | None:
     row = conn.execute(
         select(Job.__table__).where(Job.kind == kind, Job.status.in_(("queued", "running")))
