@@ -90,4 +90,6 @@ def test_latency_bench_small_run(pool_file: Path, tmp_path: Path) -> None:
     d = report["durability"]
     assert d["decisions_in_store"] == d["decisions_acknowledged"] > 0
     assert d["feedback_in_store"] == d["feedback_acknowledged"] > 0
-    assert report["route_vs_embedding_p50"] > 0
+    # The embedding alone, paced like the routes, really ran at their rate.
+    paced = report["embedding_alone_at_20_per_s"]
+    assert paced["n"] == 40 and abs(paced["throughput_per_s"] - 20.0) < 2.0
