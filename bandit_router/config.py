@@ -98,12 +98,10 @@ class Settings(BaseSettings):
     retrain_window_days: float = Field(default=30.0, gt=0)
     bias_method: Literal["paired", "r", "dr", "pooled", "preference_only"] = "paired"
     promotion_rule: Literal["point", "upper", "paired"] = "paired"
+    # The estimator of the candidate-vs-served difference (values are always SNIPS).
+    promotion_estimator: Literal["dr", "snips", "ips"] = "dr"
     promotion_holdout_fraction: float = Field(default=0.3, gt=0, lt=1)
     retrain_min_events: int = Field(default=50, ge=1)
-    # The update job adds each model's bias estimated by the latest retraining (gold − preference,
-    # when its interval excludes 0) to that model's rewards, so updates between retrainings do not
-    # re-learn the bias the retraining removed.
-    update_bias_correction: bool = True
 
     @field_validator("database_url")
     @classmethod

@@ -18,9 +18,9 @@ from bandit_router.embed.service import EmbeddingService, TextEncoder
 from bandit_router.jobs.lock import SchedulerOwnership
 from bandit_router.jobs.runner import JOBS, JobRunner
 from bandit_router.policy.decide import Policy
-from bandit_router.policy.exploration import ExplorationConfig
 from bandit_router.policy.pool import ModelSpec, load_pool_file
 from bandit_router.policy.service import ensure_active_policy, load_policy
+from bandit_router.routing import exploration_config
 from bandit_router.store import repository as repo
 from bandit_router.store.db import (
     WalCheckpointer,
@@ -61,13 +61,7 @@ class Runtime:
         )
         self.writer = GroupCommitWriter(self.engine)
         self.checkpointer = WalCheckpointer(self.engine) if is_sqlite(self.engine) else None
-        self.exploration = ExplorationConfig(
-            kind=settings.exploration,
-            gamma=settings.squarecb_gamma,
-            epsilon=settings.epsilon,
-            new_model_examples=settings.new_model_examples,
-            new_model_min_probability=settings.new_model_min_probability,
-        )
+        self.exploration = exploration_config(settings)
         self.pool: dict[str, ModelSpec] = {}
         self.enabled_models: list[ModelSpec] = []
         self.policy: Policy | None = None

@@ -63,7 +63,7 @@ def test_quality_model_learns_and_round_trips() -> None:
         x = rng.normal(size=8).astype(np.float32)
         chosen = int(rng.integers(2))
         good = (x[0] > 0) == (chosen == 0)
-        model.learn(x, ["a", "b"], chosen, 1.0 if good else 0.0, 0.5)
+        model.learn(x, ["a", "b"], chosen, 1.0 if good else 0.0)
     pos = np.array([1.5] + [0.0] * 7, dtype=np.float32)
     neg = -pos
     assert model.predict(pos, ["a", "b"])[0] > model.predict(pos, ["a", "b"])[1] + 0.3

@@ -13,14 +13,13 @@ from bandit_router.api import metrics
 from bandit_router.api.deps import get_runtime
 from bandit_router.api.logging import bind_decision
 from bandit_router.api.schemas import CandidateOut, RouteRequest, RouteResponse
-from bandit_router.audit.sampling import audit_probability, selected_for_audit
 from bandit_router.embed.service import text_hash
-from bandit_router.policy.decide import Choice, decide
+from bandit_router.policy.decide import Choice
 from bandit_router.policy.pool import ModelSpec
+from bandit_router.routing import plan_decision
 from bandit_router.runtime import Runtime
 from bandit_router.store import keys as edge_store
 from bandit_router.store import repository as repo
-from bandit_router.store.rows import decision_row
 
 router = APIRouter(tags=["routing"])
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
@@ -92,31 +91,23 @@ async def route_request(
     policy = rt.policy
     assert policy is not None
     input_tokens = max(1, round(len(req.full_text()) / rt.settings.chars_per_token))
-    cost_ref = max(m.expected_cost(input_tokens) for m in rt.enabled_models)
     decision_id = uuid.uuid4().hex
     bind_decision(decision_id)
-    choice = decide(
-        policy, decision_id, emb, candidates, input_tokens, cost_ref, lam, rt.exploration
-    )
-    cfg = rt.settings
-    audit_p = audit_probability(
-        choice.pmf, cfg.audit_rate_floor, cfg.audit_uncertainty_boost, cfg.audit_rate_max
-    )
-    audited = selected_for_audit(decision_id, audit_p)
-    row = decision_row(
+    planned = plan_decision(
+        policy,
         decision_id,
-        choice,
         emb,
-        lam=lam,
-        input_tokens=input_tokens,
-        policy_version=policy.version,
-        exploration=rt.exploration.kind,
+        candidates,
+        rt.enabled_models,
+        input_tokens,
+        lam,
+        rt.settings,
+        rt.exploration,
         prompt_hash=key,
         prompt=req.full_text() if rt.settings.store_prompts else None,
         preset=req.preset,
-        audit_probability=audit_p,
-        audit_selected=audited,
     )
+    choice, row, audited = planned.choice, planned.row, planned.audited
     await rt.writer.write(lambda conn: repo.insert_decision(conn, row, audited))
     metrics.record_decision(choice.model, endpoint)
     if audited:

@@ -53,6 +53,7 @@ MIN_AUDITS = 10  # below this many usable audits a bias model is noise: fall bac
 __all__ = [
     "CORRECTED_METHODS",
     "METHODS",
+    "LabelCorrector",
     "LooRidge",
     "QualityModel",
     "corrected_labels",
@@ -297,39 +298,71 @@ def _cross_fitted_preference(
     return out
 
 
-def _bias_features(
-    Z: Array,
-    k: NDArray[np.int64],
-    n_models: int,
-    y: Array,
-    event_features: Array | None,
-    opts: LabelOptions,
-    seed: int,
-) -> tuple[Array, list[Array]]:
-    """Features of the bias model and the candidate per-feature penalty scales.
+class _BiasFeatures:
+    """Features of the bias model besides PCA(x), and the candidate per-feature penalty scales.
 
-    Besides PCA(x), two kinds of columns may join, each standardised to the top PCA feature's
-    spread, with one penalty scale for all of them chosen (with the ridge strength) by
-    leave-one-out error, 0 meaning "leave them out":
+    Two kinds of columns may join, each standardised to the top PCA feature's spread, with one
+    penalty scale for all of them chosen (with the ridge strength) by leave-one-out error, 0
+    meaning "leave them out":
     - η̂_k(x) (pref_feature): the bias largely tracks the quality the judge sees (an inaccurate
       judge compresses quality differences, so Δ grows with ψ); one shared coefficient on η̂
       explains what would otherwise need a per-model intercept from a handful of audits each.
+      Cross-fitted on the fitting rows; a ridge on all of them for new events.
     - event_features: what the event itself shows before anyone evaluates it, e.g. the log
       length of the answer, which carries the judge's verbosity bias.
     """
-    extra = (
-        [] if event_features is None else [np.asarray(event_features, float).reshape(len(k), -1)]
-    )
-    if opts.pref_feature and np.isfinite(y).sum() >= opts.n_folds:
-        extra.append(_cross_fitted_preference(Z, k, n_models, y, opts, seed)[:, None])
-    if not extra:
-        return Z, [np.ones(Z.shape[1])]
-    added = np.hstack(extra)
-    spread = float(Z.std(axis=0).max()) if Z.size else 1.0
-    added = (added - added.mean(axis=0)) / np.maximum(added.std(axis=0), 1e-12) * spread
-    m = added.shape[1]
-    scales = [np.concatenate([np.ones(Z.shape[1]), np.full(m, f)]) for f in opts.feature_scales]
-    return np.hstack([Z, added]), scales
+
+    def __init__(self, opts: LabelOptions, n_models: int, seed: int) -> None:
+        self.opts = opts
+        self.n_models = n_models
+        self.seed = seed
+
+    def fit_transform(
+        self, Z: Array, k: NDArray[np.int64], y: Array, event_features: Array | None
+    ) -> tuple[Array, list[Array]]:
+        """(Z with the added columns, candidate column scales) for the fitting rows."""
+        opts = self.opts
+        extra = [] if event_features is None else [_as_columns(event_features, len(k))]
+        self.eta_: Any = None
+        if opts.pref_feature and np.isfinite(y).sum() >= opts.n_folds:
+            extra.append(_cross_fitted_preference(Z, k, self.n_models, y, opts, self.seed)[:, None])
+            has_p = np.isfinite(y)
+            ridge = _ridge(
+                opts.alphas, block_scales(Z.shape[1], self.n_models, opts.model_scales[:1])
+            )
+            self.eta_ = ridge().fit(
+                design(Z[has_p], k[has_p], self.n_models, sparse=True), y[has_p]
+            )
+        self.n_event_features_ = 0 if event_features is None else extra[0].shape[1]
+        if not extra:
+            self.mean_ = self.std_ = np.zeros(0)
+            return Z, [np.ones(Z.shape[1])]
+        added = np.hstack(extra)
+        self.spread_ = float(Z.std(axis=0).max()) if Z.size else 1.0
+        self.mean_, self.std_ = added.mean(axis=0), np.maximum(added.std(axis=0), 1e-12)
+        m = added.shape[1]
+        scales = [np.concatenate([np.ones(Z.shape[1]), np.full(m, f)]) for f in opts.feature_scales]
+        return np.hstack([Z, self._standardise(added)]), scales
+
+    def _standardise(self, added: Array) -> Array:
+        return np.asarray((added - self.mean_) / self.std_ * self.spread_)
+
+    def transform(self, Z: Array, k: NDArray[np.int64], event_features: Array | None) -> Array:
+        """The same columns for new events (η̂ from the ridge fitted on all fitting rows)."""
+        if self.mean_.size == 0:
+            return Z
+        extra = []
+        if self.n_event_features_:
+            if event_features is None:
+                raise ValueError("the bias model was fitted with event features: pass them")
+            extra.append(_as_columns(event_features, len(k)))
+        if self.eta_ is not None:
+            extra.append(self.eta_.predict(design(Z, k, self.n_models, sparse=True))[:, None])
+        return np.hstack([Z, self._standardise(np.hstack(extra))])
+
+
+def _as_columns(values: Array, n: int) -> Array:
+    return np.asarray(values, float).reshape(n, -1)
 
 
 def _fit_bias(
@@ -414,6 +447,83 @@ def _bias_summary(
     return summary
 
 
+class LabelCorrector:
+    """A fitted correction of preference feedback onto the gold scale (Meta-Router).
+
+    `fit` learns, from logged events, the scale map, the preference model η̂ and the bias model
+    Δ̂; `correct` turns any preference-only event, logged before or after, into the label
+    normalise(y) + Δ̂_k(x) clipped to [0, 1]. Options: the fields of `LabelOptions`.
+    """
+
+    def __init__(self, method: str = "paired", *, seed: int = 0, **options: Any) -> None:
+        self.method = method
+        self.seed = seed
+        self.options = options
+
+    def fit(
+        self,
+        X: np.ndarray,
+        k: np.ndarray,
+        n_models: int,
+        pref: np.ndarray,
+        gold: np.ndarray,
+        propensity: np.ndarray,
+        event_features: np.ndarray | None = None,
+    ) -> LabelCorrector:
+        if self.method not in CORRECTED_METHODS:
+            raise ValueError(f"{self.method!r} is not a corrected method")
+        opts = LabelOptions.parse(self.options)
+        x, idx, (y, g, pi) = _check_events(X, k, n_models, pref, gold, propensity)
+        has_g = np.isfinite(g)
+        if np.any(~np.isfinite(pi[has_g])) or np.any((pi[has_g] <= 0) | (pi[has_g] >= 1)):
+            raise ValueError("audited events need a logged propensity strictly inside (0, 1)")
+        Z, self.pca_ = reduce_dimension(x, opts.n_components, self.seed)
+        self.normaliser_ = _normaliser(opts, y, g, idx, pi)
+        y_gold_scale = (
+            y.copy()
+            if self.normaliser_ is None
+            else self.normaliser_.transform(np.nan_to_num(y), idx)
+        )
+        y_gold_scale[~np.isfinite(y)] = np.nan
+        self.features_ = _BiasFeatures(opts, n_models, self.seed)
+        Zb, columns = self.features_.fit_transform(Z, idx, y_gold_scale, event_features)
+        self.model_ = _fit_bias(
+            self.method, Zb, idx, n_models, y, g, pi, self.normaliser_, columns, opts, self.seed
+        )
+        self.fitted_design_ = Zb  # the fitting rows' features (η̂ cross-fitted)
+        return self
+
+    def _design(self, X: np.ndarray, k: NDArray[np.int64], event_features: Array | None) -> Array:
+        z = np.asarray(X, dtype=np.float64)
+        if self.pca_ is not None:
+            z = self.pca_.transform(z)
+        return self.features_.transform(z, k, event_features)
+
+    def correct(
+        self,
+        X: np.ndarray,
+        k: np.ndarray,
+        pref: np.ndarray,
+        event_features: np.ndarray | None = None,
+    ) -> Array:
+        idx = np.asarray(k, dtype=np.int64)
+        if idx.size == 0:
+            return np.zeros(0)
+        return self.model_.correct(self._design(X, idx, event_features), idx, pref)
+
+    def bias(self, X: np.ndarray, k: np.ndarray, event_features: np.ndarray | None = None) -> Array:
+        """Δ̂_k(x) on the gold scale."""
+        idx = np.asarray(k, dtype=np.int64)
+        return self.model_.predict(self._design(X, idx, event_features), idx)
+
+    def summary(self, k: np.ndarray, rows: np.ndarray) -> dict[str, Any]:
+        """What a retraining logs about the fit, over the fitting rows `rows` (a mask)."""
+        return _bias_summary(
+            self.model_, self.fitted_design_, np.asarray(k, np.int64), rows,
+            self.features_.mean_.size,
+        )  # fmt: skip
+
+
 def _corrected(
     x: Array,
     k: NDArray[np.int64],
@@ -428,22 +538,15 @@ def _corrected(
     options = dict(options)
     event_features = options.pop("event_features", None)
     options.pop("min_audits", None)
-    opts = LabelOptions.parse(options)
-    has_p, has_g = np.isfinite(y), np.isfinite(g)
-    if np.any(~np.isfinite(pi[has_g])) or np.any((pi[has_g] <= 0) | (pi[has_g] >= 1)):
-        raise ValueError("audited events need a logged propensity strictly inside (0, 1)")
-    Z, _ = reduce_dimension(x, opts.n_components, seed)
-    norm = _normaliser(opts, y, g, k, pi)
-    y_gold_scale = y.copy() if norm is None else norm.transform(np.nan_to_num(y), k)
-    y_gold_scale[~has_p] = np.nan
-    Zb, columns = _bias_features(Z, k, n_models, y_gold_scale, event_features, opts, seed)
-    model = _fit_bias(method, Zb, k, n_models, y, g, pi, norm, columns, opts, seed)
-    pref_only = has_p & ~has_g
+    corrector = LabelCorrector(method, seed=seed, **options).fit(
+        x, k, n_models, y, g, pi, event_features
+    )
+    pref_only = np.isfinite(y) & ~np.isfinite(g)
     labels = g.copy()
     if pref_only.any():
-        labels[pref_only] = model.correct(Zb[pref_only], k[pref_only], y[pref_only])
-    n_added = Zb.shape[1] - Z.shape[1]
-    return labels, _bias_summary(model, Zb, k, pref_only, n_added)
+        rows = corrector.fitted_design_[pref_only]
+        labels[pref_only] = corrector.model_.correct(rows, k[pref_only], y[pref_only])
+    return labels, corrector.summary(k, pref_only)
 
 
 def _cannot_correct(method: str, y: Array, g: Array, options: dict[str, Any]) -> str | None:

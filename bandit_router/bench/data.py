@@ -94,9 +94,15 @@ def _costs_from_table(gm: GoldMatrix) -> tuple[np.ndarray, list[ModelSpec], np.n
 
 
 def _input_tokens(gm: GoldMatrix) -> np.ndarray:
-    if gm.input_tokens is not None and np.isfinite(gm.input_tokens).all():
-        return np.asarray(gm.input_tokens, dtype=float)
-    return np.array([max(1.0, len(p) / 4.0) for p in gm.prompts])
+    """(n,) input tokens per prompt. The gold table gives them per (prompt, model) row, and
+    models tokenise differently: their mean; from the prompt's length where none is given."""
+    estimate = np.array([max(1.0, len(p) / 4.0) for p in gm.prompts])
+    if gm.input_tokens is None:
+        return estimate
+    given = np.asarray(gm.input_tokens, dtype=float).reshape(gm.n_prompts, -1)
+    known = np.isfinite(given).any(axis=1)
+    mean = np.nanmean(np.where(known[:, None], given, 0.0), axis=1)
+    return np.where(known, np.maximum(mean, 1.0), estimate)
 
 
 def _keep_models(gm: GoldMatrix, keep: list[int]) -> GoldMatrix:

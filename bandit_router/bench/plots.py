@@ -84,3 +84,31 @@ def replay_plots(
     if preds is not None:
         strong = result["data"]["models"].index(result["strong_model"])
         pgr_plot(preds, data, strong, out / "pgr.png")
+
+
+def loop_plot(result: dict[str, Any], path: Path) -> None:
+    """Value at the online λ over rounds, one panel per judge (seed means)."""
+    summary = result["summary"]
+    curves = summary["curves_at_online_lambda"]
+    judges = result["options"]["judges"]
+    lam = result["options"]["online_lambda"]
+    fig, axes = plt.subplots(1, len(judges), figsize=(5.5 * len(judges), 4.2), squeeze=False)
+    for ax, judge in zip(axes[0], judges, strict=True):
+        for name, curve in curves.items():
+            parts = name.split("/")
+            if len(parts) > 1 and parts[1] != judge:
+                continue
+            rounds = sorted(curve, key=int)
+            style = "--" if len(parts) == 1 else "-"
+            ax.plot([int(t) for t in rounds], [curve[t] for t in rounds], style, label=name)
+        for cname, value in summary["constants"].items():
+            ax.axhline(value[f"{lam:g}"], color="grey", lw=0.8, ls=":")
+            ax.annotate(cname, (0, value[f"{lam:g}"]), fontsize=7, color="grey")
+        ax.set_title(f"judge: {judge}")
+        ax.set_xlabel("round")
+        ax.set_ylabel(f"test value at λ = {lam:g}")
+        ax.legend(fontsize=7)
+    fig.suptitle(Path(result["data"]["gold"]).name + f" ({result['options']['seeds']} seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

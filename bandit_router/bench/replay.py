@@ -21,7 +21,7 @@ import yaml
 
 from bandit_router.bench.data import BenchData, load_bench_data
 from bandit_router.bench.latency import machine
-from bandit_router.bench.online import predict_matrix, simulate, store_for
+from bandit_router.bench.online import Feedback, Stream, predict_matrix, run_stream, store_for
 from bandit_router.config import Settings
 from bandit_router.offline import metrics as M
 from bandit_router.offline.routers import BradleyTerryMFRouter, GoldRegressionRouter
@@ -176,11 +176,11 @@ def run_replay(
         )
     )
 
-    def feedback(i: int, k: int, g: np.random.Generator) -> float:
+    def feedback(i: int, k: int, g: np.random.Generator) -> Feedback:
         r = float(data.scores[i, k])
         if opts.feedback_noise and g.random() < opts.feedback_noise:
             r = 1.0 - r
-        return r
+        return Feedback("reward", r)
 
     online: dict[str, Any] = {}
     rewards: dict[str, list[float]] = {}
@@ -202,18 +202,12 @@ def run_replay(
             )
             online[f"{start}_pretrain_s"] = round(time.perf_counter() - t0, 2)
         t0 = time.perf_counter()
-        run, policy = simulate(
-            engine,
-            s,
-            data,
-            opts.rounds,
-            feedback,
-            opts.online_lambda,
-            opts.seed + 1,
-            f"bandit-{start}",
-            opts.batch,
-            opts.progress,
-        )
+        prompts = np.random.default_rng(opts.seed + 1).choice(tr, opts.rounds)
+        stream = Stream(prompts, opts.online_lambda, update_every=opts.batch, grade_audits=False)
+        run, policy = run_stream(
+            engine, s, data.scores, data.models, data.X, data.input_tokens, data.costs, stream,
+            feedback, f"bandit-{start}", seed=opts.seed + 1, progress=opts.progress,
+        )  # fmt: skip
         online[start] = {
             **run.summary(),
             "seconds": round(time.perf_counter() - t0, 2),

@@ -1,21 +1,27 @@
-"""The periodic retraining job: bias-corrected labels → a candidate policy → off-policy evaluation
-→ promotion only when the candidate is better with confidence.
+"""The periodic retraining job: a candidate trained afresh on the window's events with labels on
+the gold scale, promoted only when off-policy evaluation says it beats the policy that served.
 
-Training set (from the decision log of the last RETRAIN_WINDOW_DAYS): gold where audited,
-bias-corrected preference feedback elsewhere (BIAS_METHOD; the bias model is fit on the audits),
-decisions whose window closed without feedback per NO_FEEDBACK. The candidate starts from the
-policy the service started from (the newest warm-start or cold version) so that updates learned
-from raw, biased feedback do not linger, and learns the older (1 − HOLDOUT) share of events. The
-newer share is held out: candidate, active policy, uniform and best-single-model are valued on it
-with IPS / SNIPS / DR; the candidate becomes active only when PROMOTION_RULE says it beats the
-active policy. Everything is published in one transaction at the end, so a failed or killed job
-leaves the active policy untouched.
+1. Labels (jobs/labels.py): gold where audited; elsewhere the preference reward corrected by a
+   bias model fitted on the window's paired audits (BIAS_METHOD), so that what the feedback got
+   wrong, and what earlier updates learned from it, does not carry over.
+2. The candidate starts from the policy the service started from (the newest warm-start or cold
+   version), learns offline gold imported with `import-gold`, then the window's events oldest
+   first. It learns the newest PROMOTION_HOLDOUT_FRACTION of them progressively: each one is
+   first evaluated, then learned.
+3. Evaluation on those newest events: the candidate's greedy choice against the choice the
+   serving policy logged without exploring. Neither had learned the event when it chose, so
+   the comparison is out of sample on both sides. Values are SNIPS estimates (inside the observed
+   reward range by construction); the difference is paired (PROMOTION_ESTIMATOR) and promotion
+   follows PROMOTION_RULE.
+Everything is published in one transaction at the end: a failed or killed job leaves the
+active policy untouched.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -25,128 +31,18 @@ from sqlalchemy import Engine, select
 from bandit_router.audit import ope
 from bandit_router.audit.ppi import bias_intervals_by_model, bias_moved
 from bandit_router.config import Settings
-from bandit_router.jobs.rewards import aggregate
+from bandit_router.jobs.events import LoggedEvent, read_events
+from bandit_router.jobs.labels import AUDIT_SAMPLE, Labeller, fit_labeller
+from bandit_router.jobs.update import teach
 from bandit_router.policy.learner import QualityModel
 from bandit_router.policy.service import publish_policy
-from bandit_router.store import keys as edge_store
 from bandit_router.store import repository as repo
 from bandit_router.store.models import PolicyVersion, utcnow
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class Log:
-    """The learning log as arrays; row i is one event (a decision, or an offline gold label)."""
-
-    X: np.ndarray
-    k: np.ndarray  # chosen model index into `models`
-    models: list[str]
-    pref: np.ndarray  # aggregated preference reward, NaN if none
-    gold: np.ndarray  # gold grade, NaN if not audited
-    propensity: np.ndarray  # audit probability π
-    probability: np.ndarray  # routing probability of the chosen model (1 for offline gold)
-    candidates: list[list[dict[str, Any]]]  # per event: the candidates as logged ([] offline)
-    lam: np.ndarray
-    output_tokens: np.ndarray  # the answer's length (proxy-measured or reported), NaN if unknown
-
-    def answer_length_features(self) -> np.ndarray | None:
-        """What the bias model may use besides the query: a judge favours longer answers, so
-        log answer length, with a column saying whether it is known (0 stands in when not).
-        None when no event has a known length."""
-        known = np.isfinite(self.output_tokens)
-        if not known.any():
-            return None
-        log_len = np.log1p(np.where(known, self.output_tokens, 0.0))
-        return np.column_stack([log_len, known.astype(float)])
-
-
-def load_log(engine: Engine, settings: Settings) -> Log:
-    since = utcnow() - timedelta(days=settings.retrain_window_days)
-    with engine.connect() as conn:
-        events = repo.logged_events(conn, since)
-        feedback = repo.feedback_for(conn, [e["id"] for e in events])
-        lengths = edge_store.output_tokens(conn, [e["id"] for e in events])
-        offline = repo.offline_gold(conn)
-        pool = [m["name"] for m in repo.list_models(conn)]
-    models = sorted(set(pool) | {e["chosen_model"] for e in events} | {g["model"] for g in offline})
-    col = {m: i for i, m in enumerate(models)}
-    rows = [
-        (*_event_row(e, feedback[e["id"]], settings, col), _length(e["id"], lengths, feedback))
-        for e in events
-    ]
-    # Offline gold is unpaired gold: it was not drawn with a logged π; its share of all gold-
-    # carrying rows stands in as the propensity, which the unpaired learners need.
-    share = len(offline) / max(1, len(offline) + len(events))
-    rows += [
-        (
-            np.frombuffer(g["embedding"], dtype=np.float32),
-            col[g["model"]],
-            np.nan,
-            g["score"],
-            share,
-            1.0,
-            [],
-            0.0,
-            np.nan,
-        )
-        for g in offline
-    ]
-    if not rows:
-        return Log(
-            np.zeros((0, 1), np.float32),
-            np.zeros(0, int),
-            models,
-            *(np.zeros(0),) * 4,
-            [],
-            np.zeros(0),
-            np.zeros(0),
-        )
-    X, k, pref, gold, prop, prob, cands, lam, tokens = zip(*rows, strict=True)
-    return Log(
-        np.stack(X),
-        np.array(k),
-        models,
-        np.array(pref, float),
-        np.array(gold, float),
-        np.array(prop, float),
-        np.array(prob, float),
-        list(cands),
-        np.array(lam, float),
-        np.array(tokens, float),
-    )
-
-
-def _length(
-    decision_id: str, proxied: dict[str, int], feedback: dict[str, list[dict[str, Any]]]
-) -> float:
-    """The answer's length: what the proxy measured, else the newest one a feedback reported."""
-    if decision_id in proxied:
-        return float(proxied[decision_id])
-    told = [f["output_tokens"] for f in feedback[decision_id] if f["output_tokens"] is not None]
-    return float(told[-1]) if told else np.nan
-
-
-def _event_row(
-    e: dict[str, Any], items: list[dict[str, Any]], settings: Settings, col: dict[str, int]
-) -> tuple[Any, ...]:
-    if items:
-        pref = aggregate([f["reward"] for f in items], settings.reward_aggregation)
-    elif settings.no_feedback == "default":
-        pref = settings.default_reward
-    else:
-        pref = np.nan
-    gold = np.nan if e["gold"] is None else float(e["gold"])
-    return (
-        np.frombuffer(e["embedding"], dtype=np.float32),
-        col[e["chosen_model"]],
-        pref,
-        gold,
-        float(e["audit_probability"]),
-        float(e["probability"]),
-        e["candidates"],
-        e["lam"],
-    )
+MAX_EVALUATED = 100_000  # newest evaluated events kept for the estimate: bounded memory
+RESERVOIR = 100_000  # preference-only events sampled for the bias intervals
 
 
 def base_policy(engine: Engine) -> dict[str, Any]:
@@ -164,175 +60,217 @@ def base_policy(engine: Engine) -> dict[str, Any]:
     return row
 
 
-def train_candidate(
-    base: dict[str, Any], lg: Log, labels: np.ndarray, rows: np.ndarray
-) -> tuple[bytes, dict[str, int]]:
-    model = QualityModel(base["vw_args"], base["model_bytes"])
-    counts = dict(base["model_counts"] or {})
-    try:
-        for i in rows:
-            if not np.isfinite(labels[i]):
-                continue
-            names = [c["model"] for c in lg.candidates[i]] or lg.models
-            chosen = names.index(lg.models[lg.k[i]])
-            model.learn(lg.X[i], names, chosen, float(labels[i]), float(lg.probability[i]))
-            counts[names[chosen]] = counts.get(names[chosen], 0) + 1
-        return model.to_bytes(), counts
-    finally:
-        model.close()
+@dataclass
+class Evaluation:
+    """Per evaluated event: the logged action, its probability, reward, and both policies'
+    choices and the candidate's predicted reward, over a fixed column set of models."""
 
+    models: list[str]
+    a: list[int] = field(default_factory=list)
+    p: list[float] = field(default_factory=list)
+    r: list[float] = field(default_factory=list)
+    candidate: list[int] = field(default_factory=list)
+    served: list[int] = field(default_factory=list)
+    q_hat: list[tuple[list[int], np.ndarray]] = field(default_factory=list)
 
-def _greedy(model: QualityModel, lg: Log, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One-hot greedy choice and predicted objective per column, for the logged candidate set."""
-    K = len(lg.models)
-    pi = np.zeros((len(rows), K))
-    q = np.zeros((len(rows), K))
-    for r, i in enumerate(rows):
-        cands = lg.candidates[i]
-        names = [c["model"] for c in cands]
-        cost = np.array([c["cost_norm"] for c in cands])
-        score = model.predict(lg.X[i], names) - lg.lam[i] * cost
-        cols = [lg.models.index(n) for n in names]
-        q[r, cols] = score
-        pi[r, cols[int(np.argmax(score))]] = 1.0
-    return pi, q
+    def col(self, model: str) -> int:
+        if model not in self.models:
+            self.models.append(model)
+        return self.models.index(model)
 
+    def add(self, event: LoggedEvent, label: float, predicted: np.ndarray) -> None:
+        """`predicted`: the candidate's quality for the event's logged candidates."""
+        names = [c.model for c in event.candidates]
+        cost = np.array([c.cost_norm for c in event.candidates])
+        score = predicted - event.lam * cost
+        cols = [self.col(m) for m in names]
+        self.a.append(self.col(event.drawn))
+        self.p.append(event.probability)
+        self.r.append(label - event.lam * event.cost_of(event.drawn))
+        self.candidate.append(cols[int(np.argmax(score))])
+        self.served.append(self.col(event.logged_greedy()))
+        self.q_hat.append((cols, score))
 
-def _fixed_policies(
-    lg: Log, rows: np.ndarray, labels: np.ndarray, train: np.ndarray
-) -> dict[str, np.ndarray]:
-    K = len(lg.models)
-    uniform = np.zeros((len(rows), K))
-    means = np.array(
-        [
-            np.nanmean(np.where(lg.k[train] == j, labels[train], np.nan))
-            if (lg.k[train] == j).any()
-            else -np.inf
-            for j in range(K)
-        ]
-    )
-    best = np.zeros((len(rows), K))
-    for r, i in enumerate(rows):
-        cols = [lg.models.index(c["model"]) for c in lg.candidates[i]]
-        uniform[r, cols] = 1.0 / len(cols)
-        best[r, max(cols, key=lambda j: means[j])] = 1.0
-    return {"uniform": uniform, "best_single_model": best}
+    def trim(self, keep: int) -> None:
+        for name in ("a", "p", "r", "candidate", "served", "q_hat"):
+            setattr(self, name, getattr(self, name)[-keep:])
 
-
-def evaluate(
-    lg: Log,
-    labels: np.ndarray,
-    train: np.ndarray,
-    hold: np.ndarray,
-    candidate: QualityModel,
-    active: QualityModel,
-    settings: Settings,
-) -> dict[str, Any]:
-    a = lg.k[hold]
-    p = lg.probability[hold]
-    chosen_cost = np.array(
-        [
-            next(c["cost_norm"] for c in lg.candidates[i] if c["model"] == lg.models[lg.k[i]])
-            for i in hold
-        ]
-    )
-    r = labels[hold] - lg.lam[hold] * chosen_cost
-    cand_pi, cand_q = _greedy(candidate, lg, hold)
-    act_pi, _ = _greedy(active, lg, hold)
-    cmp = ope.compare(cand_pi, act_pi, a, p, r, q_hat=cand_q, rule=settings.promotion_rule)
-    report: dict[str, Any] = {
-        "holdout_events": int(len(hold)),
-        "estimator": cmp.estimator,
-        "rule": cmp.rule,
-        "promote": bool(cmp.promote),
-        "candidate": _est(cmp.candidate),
-        "active": _est(cmp.baseline),
-        "difference": _est(cmp.difference),
-        "logging_policy_mean_reward": float(np.mean(r)),
-    }
-    for name, pi in _fixed_policies(lg, hold, labels, train).items():
-        report[name] = {
-            "snips": _est(ope.snips(a, p, r, pi)),
-            "dr": _est(ope.dr(a, p, r, pi, cand_q)),
-        }
-    return report
+    def matrices(self) -> tuple[np.ndarray, ...]:
+        n, K = len(self.a), len(self.models)
+        rows = np.arange(n)
+        cand, served, q = np.zeros((n, K)), np.zeros((n, K)), np.zeros((n, K))
+        cand[rows, self.candidate] = 1.0
+        served[rows, self.served] = 1.0
+        for i, (cols, scores) in enumerate(self.q_hat):
+            q[i, cols] = scores
+        return cand, served, q, np.array(self.a), np.array(self.p), np.array(self.r)
 
 
 def _est(e: ope.Estimate) -> dict[str, float]:
     return {"value": e.value, "lo": e.lo, "hi": e.hi, "ess": e.ess}
 
 
-def bias_report(engine: Engine, lg: Log) -> dict[str, Any]:
+def judge(ev: Evaluation, settings: Settings) -> dict[str, Any]:
+    """Candidate vs the serving policy on the evaluated events, and the promotion decision."""
+    n = len(ev.a)
+    if n < 2:
+        return {"evaluated_events": n, "promote": False, "why": "fewer than 2 evaluated events"}
+    cand, served, q, a, p, r = ev.matrices()
+    cmp = ope.compare(
+        cand, served, a, p, r, q_hat=q, estimator=settings.promotion_estimator,
+        rule=settings.promotion_rule,
+    )  # fmt: skip
+    values = {
+        "candidate": ope.snips(a, p, r, cand),
+        "served": ope.snips(a, p, r, served),
+    }
+    lo, hi = float(r.min()), float(r.max())
+    report: dict[str, Any] = {
+        "evaluated_events": n,
+        "estimator": cmp.estimator,
+        "rule": cmp.rule,
+        "promote": bool(cmp.promote),
+        "candidate": _est(values["candidate"]),
+        "active": _est(values["served"]),
+        "difference": _est(cmp.difference),
+        "reward_range": [lo, hi],
+        "agreement": float(np.mean(cand.argmax(1) == served.argmax(1))),
+        "logging_policy_mean_reward": float(r.mean()),
+    }
+    # SNIPS values are weighted means of observed rewards, so they lie in [lo, hi]; a paired
+    # difference of two such policies lies in [lo − hi, hi − lo] unless its estimator is DR,
+    # whose reward-model term may leave it when the model extrapolates.
+    span = hi - lo
+    if not -span - 1e-9 <= cmp.difference.value <= span + 1e-9:
+        report["out_of_range"] = (
+            f"the {cmp.estimator} difference {cmp.difference.value:.3f} lies outside "
+            f"[{-span:.3f}, {span:.3f}]: its reward model extrapolates; not promoted"
+        )
+        report["promote"] = False
+    return report
+
+
+@dataclass
+class BiasTally:
+    """Per model: paired (gold, preference) and a reservoir of preference-only rewards."""
+
+    rng: np.random.Generator
+    paired: deque[tuple[str, float, float]] = field(
+        default_factory=lambda: deque(maxlen=AUDIT_SAMPLE)
+    )
+    pref_only: list[tuple[str, float]] = field(default_factory=list)
+    seen: int = 0
+
+    def add(self, event: LoggedEvent) -> None:
+        if event.answered is None or event.pref is None:
+            return
+        if event.gold is not None:
+            self.paired.append((event.answered, event.gold, event.pref))
+            return
+        self.seen += 1  # reservoir sampling: every preference-only event equally likely kept
+        if len(self.pref_only) < RESERVOIR:
+            self.pref_only.append((event.answered, event.pref))
+        elif (j := int(self.rng.integers(self.seen))) < RESERVOIR:
+            self.pref_only[j] = (event.answered, event.pref)
+
+
+def bias_report(engine: Engine, tally: BiasTally) -> dict[str, Any]:
     """Per-model mean bias (gold − preference) with PPI++ intervals, and an alert when an
     estimate left the interval of the previous retraining run."""
-    both = np.isfinite(lg.gold) & np.isfinite(lg.pref)
-    only_pref = ~np.isfinite(lg.gold) & np.isfinite(lg.pref)
-    intervals = bias_intervals_by_model(
-        lg.k[both], lg.gold[both], lg.pref[both], lg.k[only_pref], lg.pref[only_pref]
-    )
+    names = sorted({m for m, _, _ in tally.paired} | {m for m, _ in tally.pref_only})
+    col = {m: i for i, m in enumerate(names)}
+    kg = np.array([col[m] for m, _, _ in tally.paired], dtype=np.int64)
+    g = np.array([x for _, x, _ in tally.paired], dtype=float)
+    y = np.array([x for _, _, x in tally.paired], dtype=float)
+    ku = np.array([col[m] for m, _ in tally.pref_only], dtype=np.int64)
+    yu = np.array([x for _, x in tally.pref_only], dtype=float)
+    intervals = bias_intervals_by_model(kg, g, y, ku, yu)
     with engine.connect() as conn:
         previous = repo.latest_bias(conn)
     out = {}
     for j, iv in intervals.items():
-        name = lg.models[j]
-        prev = previous.get(name)
-        moved = bool(prev and bias_moved((prev["lo"], prev["hi"]), iv.estimate))
-        out[name] = {
+        prev = previous.get(names[j])
+        out[names[j]] = {
             "estimate": iv.estimate,
             "lo": iv.lo,
             "hi": iv.hi,
             "n_gold": iv.n_gold,
             "n_pref": iv.n_pref,
-            "alert": moved,
+            "alert": bool(prev and bias_moved((prev["lo"], prev["hi"]), iv.estimate)),
         }
     return out
 
 
-def run_retrain(engine: Engine, settings: Settings) -> dict[str, Any]:
-    from bandit_router.audit.training import corrected_labels
+def _learn_offline_gold(engine: Engine, model: QualityModel, counts: dict[str, int]) -> int:
+    """Gold imported from offline benchmarks: full-information labels, learned first."""
+    with engine.connect() as conn:
+        rows = repo.offline_gold(conn)
+        pool = [m["name"] for m in repo.list_models(conn)]
+    for g in rows:
+        names = pool if g["model"] in pool else [*pool, g["model"]]
+        emb = np.frombuffer(g["embedding"], dtype=np.float32)
+        model.learn(emb, names, names.index(g["model"]), float(g["score"]))
+        counts[g["model"]] = counts.get(g["model"], 0) + 1
+    return len(rows)
 
+
+def _train_and_evaluate(
+    engine: Engine,
+    settings: Settings,
+    model: QualityModel,
+    labeller: Labeller,
+    counts: dict[str, int],
+    n_train: int,
+) -> tuple[Evaluation, BiasTally, int]:
+    since = utcnow() - timedelta(days=settings.retrain_window_days)
+    ev = Evaluation(models=[])
+    tally = BiasTally(np.random.default_rng(0))
+    i = learned = 0
+    for chunk in read_events(engine, settings, since=since):
+        for event, label in zip(chunk, labeller.labels(chunk), strict=True):
+            tally.add(event)
+            if i >= n_train and event.on_policy and np.isfinite(label) and event.candidates:
+                names = [c.model for c in event.candidates]
+                ev.add(event, float(label), model.predict(event.emb, names))
+            teach(model, event, label, labeller, counts)
+            learned += int(np.isfinite(label))
+            i += 1
+        if len(ev.a) > 2 * MAX_EVALUATED:
+            ev.trim(MAX_EVALUATED)
+    ev.trim(MAX_EVALUATED)
+    return ev, tally, learned
+
+
+def run_retrain(engine: Engine, settings: Settings) -> dict[str, Any]:
     with engine.connect() as conn:
         active = repo.active_policy(conn)
+        pool = [m["name"] for m in repo.list_models(conn)]
+        since = utcnow() - timedelta(days=settings.retrain_window_days)
+        n = repo.count_events(conn, since)
     if active is None:
         raise RuntimeError("no active policy")
-    lg = load_log(engine, settings)
-    n = len(lg.k)
     if n < settings.retrain_min_events:
         return {"events": n, "skipped": f"fewer than {settings.retrain_min_events} events"}
-    length = lg.answer_length_features()
-    labels, info = corrected_labels(
-        lg.X,
-        lg.k,
-        len(lg.models),
-        lg.pref,
-        lg.gold,
-        lg.propensity,
-        settings.bias_method,
-        event_features=length,
-    )
-    info["answer_length_feature"] = length is not None
-    # Hold out the newest decisions (offline gold rows have no decision to evaluate on).
-    decisions = np.flatnonzero([bool(c) for c in lg.candidates])
-    cut = int(len(decisions) * (1 - settings.promotion_holdout_fraction))
-    hold = decisions[cut:]
-    train = np.setdiff1d(np.arange(n), hold)
-    hold = hold[np.isfinite(labels[hold])]
+    labeller = fit_labeller(engine, settings, pool)
     base = base_policy(engine)
-    blob, counts = train_candidate(base, lg, labels, train)
-    candidate = QualityModel(active["vw_args"], blob)
-    current = QualityModel(active["vw_args"], active["model_bytes"])
+    model = QualityModel(base["vw_args"], base["model_bytes"])
+    counts = dict(base["model_counts"] or {})
     try:
-        evaluation = evaluate(lg, labels, train, hold, candidate, current, settings)
+        offline = _learn_offline_gold(engine, model, counts)
+        n_train = int(n * (1 - settings.promotion_holdout_fraction))
+        ev, tally, learned = _train_and_evaluate(engine, settings, model, labeller, counts, n_train)
+        blob = model.to_bytes()
     finally:
-        candidate.close()
-        current.close()
+        model.close()
+    evaluation = judge(ev, settings)
     metrics = {
         "events": n,
-        "train_events": int(len(train)),
+        "learned_events": learned,
+        "offline_gold": offline,
         "bias_method": settings.bias_method,
-        "labels": _jsonable(info),
+        "labels": labeller.info,
         "ope": evaluation,
-        "bias": bias_report(engine, lg),
+        "bias": bias_report(engine, tally),
     }
     version = publish_policy(
         engine,
@@ -356,17 +294,3 @@ def run_retrain(engine: Engine, settings: Settings) -> dict[str, Any]:
         "promoted": evaluation["promote"],
         "active_before": active["id"],
     }
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist() if obj.size <= 64 else f"array{obj.shape}"
-    if isinstance(obj, int | float | str | bool) or obj is None:
-        return obj
-    return repr(obj)

@@ -1,25 +1,27 @@
-"""The policy update job: logged decisions + their feedback → VW examples → a new policy version.
+"""The policy update job: the closed decisions it has not learned yet → their labels
+(jobs/labels.py: gold, or preference moved onto the gold scale) → regression steps on a copy of
+the active policy → a new active version.
 
-The job trains a copy of the active policy and publishes the result in one transaction together
-with marking the decisions it learned, so a failed or killed job changes nothing.
+The job publishes the result in one transaction together with marking the decisions it learned,
+so a failed or killed job changes nothing.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import timedelta
+from itertools import chain
 from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine
 
 from bandit_router.config import Settings
-from bandit_router.jobs.rewards import aggregate
+from bandit_router.jobs.events import LoggedEvent, read_events
+from bandit_router.jobs.labels import Labeller, fit_labeller
 from bandit_router.policy.learner import QualityModel
 from bandit_router.policy.service import publish_policy
 from bandit_router.store import repository as repo
-from bandit_router.store.keys import served_by
 from bandit_router.store.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -27,122 +29,65 @@ log = logging.getLogger(__name__)
 BATCH_LIMIT = 200_000  # decisions per run; a backlog larger than this is learned over several runs
 
 
-@dataclass
-class Event:
-    """One learnable decision: what was offered, what was chosen with which probability, rewards."""
-
-    decision_id: str
-    emb: np.ndarray
-    models: list[str]
-    chosen: int
-    probability: float
-    reward: float
-    # Pairwise feedback also tells how the other model did on this query (full information).
-    side_rewards: list[tuple[str, float]]
-
-
-def reward_shifts(engine: Engine, settings: Settings) -> dict[str, float]:
-    """Per model, what its preference feedback misses by the latest retraining's estimate (gold −
-    preference); only estimates whose interval excludes 0, a shift inside the noise is none."""
-    if not settings.update_bias_correction:
-        return {}
-    with engine.connect() as conn:
-        bias = repo.latest_bias(conn)
-    return {m: float(b["estimate"]) for m, b in bias.items() if b["lo"] > 0 or b["hi"] < 0}
-
-
-def collect_events(
-    engine: Engine, settings: Settings, shifts: dict[str, float] | None = None
-) -> tuple[list[Event], list[str]]:
-    """Learnable events, and the ids of decisions closed without anything to learn; each
-    reward is moved by its model's entry in `shifts` (see `reward_shifts`)."""
-    shifts = shifts or {}
-
-    def corrected(model: str, reward: float) -> float:
-        return float(np.clip(reward + shifts.get(model, 0.0), 0.0, 1.0))
-
-    closed_before = utcnow() - timedelta(seconds=settings.reward_wait_seconds)
-    with engine.connect() as conn:
-        rows = repo.learnable_decisions(
-            conn, closed_before, settings.no_feedback == "skip", BATCH_LIMIT
-        )
-        fb = repo.feedback_for(conn, [r["id"] for r in rows])
-        served = served_by(conn, [r["id"] for r in rows])
-    events, skipped = [], []
-    for row in rows:
-        items = fb[row["id"]]
-        if items:
-            reward = aggregate([f["reward"] for f in items], settings.reward_aggregation)
-        else:
-            reward = settings.default_reward
-        models = [c["model"] for c in row["candidates"]]
-        chosen, probability = row["chosen_model"], row["probability"]
-        answered = served.get(row["id"], chosen)
-        if answered is None:  # the proxy found no upstream that answered: no quality to learn
-            skipped.append(row["id"])
-            continue
-        if answered != chosen:
-            # A fallback answered: the feedback rates it, a model the policy did not draw, so it
-            # is learned as a full-information label (p = 1) for that model.
-            models = models if answered in models else [*models, answered]
-            chosen, probability = answered, 1.0
-        side = [
-            (f["other_model"], corrected(f["other_model"], 1.0 - f["reward"]))
-            for f in items
-            if f["type"] == "pairwise" and f["other_model"]
-        ]
-        events.append(
-            Event(
-                decision_id=row["id"],
-                emb=np.frombuffer(row["embedding"], dtype=np.float32),
-                models=models,
-                chosen=models.index(chosen),
-                probability=probability,
-                reward=corrected(chosen, reward),
-                side_rewards=side,
-            )
-        )
-    return events, skipped
-
-
-def learn_events(model: QualityModel, events: list[Event], counts: dict[str, int]) -> None:
-    for ev in events:
-        model.learn(ev.emb, ev.models, ev.chosen, ev.reward, ev.probability)
-        counts[ev.models[ev.chosen]] = counts.get(ev.models[ev.chosen], 0) + 1
-        for other, reward in ev.side_rewards:
-            models = ev.models if other in ev.models else [*ev.models, other]
-            # The other answer was not drawn by the policy: a full-information label (p = 1).
-            model.learn(ev.emb, models, models.index(other), reward, 1.0)
-            counts[other] = counts.get(other, 0) + 1
+def teach(
+    model: QualityModel,
+    event: LoggedEvent,
+    label: float,
+    labeller: Labeller,
+    counts: dict[str, int],
+) -> None:
+    """One event's lesson: its label for the model that answered and, from pairwise feedback,
+    the other model's (a label the policy did not draw, learned all the same: regression needs
+    no propensity)."""
+    models = event.models
+    if event.answered is not None and np.isfinite(label):
+        model.learn(event.emb, models, models.index(event.answered), float(label))
+        counts[event.answered] = counts.get(event.answered, 0) + 1
+    for other, value in labeller.side_labels(event):
+        names = models if other in models else [*models, other]
+        model.learn(event.emb, names, names.index(other), value)
+        counts[other] = counts.get(other, 0) + 1
 
 
 def run_update(engine: Engine, settings: Settings) -> dict[str, Any]:
     with engine.connect() as conn:
         active = repo.active_policy(conn)
+        pool = [m["name"] for m in repo.list_models(conn)]
     if active is None:
         raise RuntimeError("no active policy to update")
-    shifts = reward_shifts(engine, settings)
-    events, skipped = collect_events(engine, settings, shifts)
-    if not events and not skipped:
+    closed_before = utcnow() - timedelta(seconds=settings.reward_wait_seconds)
+    pending = read_events(
+        engine, settings, until=closed_before, unlearned_only=True, max_events=BATCH_LIMIT
+    )
+    first = next(pending, None)
+    if first is None:
         return {"events": 0, "published": None, "parent": active["id"]}
+    labeller = fit_labeller(engine, settings, pool)
     model = QualityModel(active["vw_args"], active["model_bytes"])
     counts = dict(active["model_counts"] or {})
+    seen: list[str] = []
+    learned: list[float] = []
     try:
-        learn_events(model, events, counts)
+        for chunk in chain([first], pending):
+            for event, label in zip(chunk, labeller.labels(chunk), strict=True):
+                seen.append(event.decision_id)
+                teach(model, event, label, labeller, counts)
+                if np.isfinite(label):
+                    learned.append(float(label))
         blob = model.to_bytes()
     finally:
         model.close()
     metrics = {
-        "events": len(events),
-        "mean_reward": float(np.mean([e.reward for e in events])),
-        "reward_shifts": shifts,
+        "events": len(learned),
+        "closed_without_label": len(seen) - len(learned),
+        "mean_label": float(np.mean(learned)) if learned else None,
+        "labels": labeller.info,
     }
-    learned = [e.decision_id for e in events] + skipped
     version = publish_policy(
         engine,
         trained_from_active=active["id"],
         activate=True,
-        also=lambda conn, v: repo.mark_learned(conn, learned, v),
+        also=lambda conn, v: repo.mark_learned(conn, seen, v),
         vw_args=active["vw_args"],
         model_bytes=blob,
         model_counts=counts,
@@ -150,5 +95,5 @@ def run_update(engine: Engine, settings: Settings) -> dict[str, Any]:
         source="update",
         parent_id=active["id"],
     )
-    log.info("update job published policy %s from %s events", version, len(events))
+    log.info("update job published policy %s from %s events", version, len(learned))
     return {**metrics, "published": version, "parent": active["id"]}

@@ -164,6 +164,36 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_loop(args: argparse.Namespace, settings: Settings) -> int:
+    from bandit_router.bench.loop import LoopOptions, run_loop
+
+    opts = LoopOptions(
+        seeds=args.seeds,
+        rounds=args.rounds,
+        online_lambda=args.online_lambda,
+        offline_fraction=args.offline_fraction,
+        test_fraction=args.test_fraction,
+        warm=args.warm,
+        judges=tuple(args.judges),
+        cold=not args.no_cold,
+        update_every=args.update_every,
+        retrain_every=args.retrain_every,
+        checkpoint_every=args.checkpoint_every,
+        audit_floor=args.audit_floor,
+        new_model=not args.no_new_model,
+        max_prompts=args.max_prompts,
+        progress=not args.quiet,
+    )
+    prices = Path(args.prices) if args.prices else None
+    result = run_loop(settings, Path(args.gold), prices, Path(args.out), opts, Path(args.cache_dir))
+    print(
+        json.dumps(
+            {"targets": result["summary"]["targets"], "seconds": result["seconds"]}, indent=2
+        )
+    )
+    return 0
+
+
 def register(sub: Any) -> None:
     from bandit_router.offline.importers import IMPORTERS
 
@@ -215,3 +245,28 @@ def register(sub: Any) -> None:
     s.add_argument("--cache-dir", default=cache_default)
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_replay)
+
+    s = bench.add_parser(
+        "loop", help="the whole learning loop (route, feedback, audits, update, retrain)"
+    )
+    s.add_argument("--gold", required=True)
+    s.add_argument("--prices", help="pool YAML or price CSV (not needed with cost_usd)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--seeds", type=int, default=5)
+    s.add_argument("--rounds", type=int, default=4000)
+    s.add_argument("--online-lambda", type=float, default=0.2)
+    s.add_argument("--offline-fraction", type=float, default=0.2)
+    s.add_argument("--test-fraction", type=float, default=0.3)
+    s.add_argument("--warm", choices=["gold", "battles"], default="gold")
+    s.add_argument("--judges", nargs="+", choices=["noisy", "biased", "gold"],
+                   default=["noisy", "biased", "gold"])  # fmt: skip
+    s.add_argument("--no-cold", action="store_true", help="skip the cold-start runs")
+    s.add_argument("--update-every", type=int, default=500, help="rounds between update jobs")
+    s.add_argument("--retrain-every", type=int, default=2000, help="rounds between retrainings")
+    s.add_argument("--checkpoint-every", type=int, default=500)
+    s.add_argument("--audit-floor", type=float, default=None, help="default: AUDIT_RATE_FLOOR")
+    s.add_argument("--no-new-model", action="store_true")
+    s.add_argument("--max-prompts", type=int, default=None)
+    s.add_argument("--cache-dir", default=cache_default)
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_loop)

@@ -32,7 +32,7 @@ def pretrain(
     for _ in range(passes):
         for flat in rng.permutation(n * k):
             i, j = divmod(int(flat), k)
-            model.learn(X[i], names, j, float(quality[i, j]), 1.0)
+            model.learn(X[i], names, j, float(quality[i, j]))
     return {m: n * passes for m in names}
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from bandit_router.store.keys import ProxyAnswer
 from bandit_router.store.models import (
     Audit,
     Decision,
@@ -338,16 +339,63 @@ def offline_gold(conn: Connection) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in conn.execute(select(OfflineGold.__table__))]
 
 
-# --- the learning log for retraining ----------------------------------------------------------
+# --- the learning log ------------------------------------------------------------------------
 
 
-def logged_events(conn: Connection, since: datetime) -> list[dict[str, Any]]:
-    """Decisions since `since` that carry feedback or a gold grade, oldest first, with the grade."""
+def event_rows(
+    conn: Connection,
+    *,
+    limit: int,
+    after: tuple[datetime, str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    unlearned_only: bool = False,
+    with_signal_only: bool = True,
+    graded_only: bool = False,
+) -> list[dict[str, Any]]:
+    """One page of the learning log, oldest first: decisions with their gold grade and, when
+    proxied, who answered and the answer's length. Keyset-paged on (created_at, id) so a job
+    reads any window in bounded pages. `with_signal_only`: only decisions that carry feedback or
+    a gold grade."""
     has_feedback = select(Feedback.id).where(Feedback.decision_id == Decision.id).exists()
     stmt = (
-        select(Decision.__table__, Audit.score.label("gold"))
+        select(
+            Decision.__table__,
+            Audit.score.label("gold"),
+            ProxyAnswer.served_model.label("served_model"),
+            ProxyAnswer.decision_id.label("proxied"),
+            ProxyAnswer.output_tokens.label("proxy_output_tokens"),
+        )
         .outerjoin(Audit, and_(Audit.decision_id == Decision.id, Audit.status == "graded"))
-        .where(Decision.created_at >= since, or_(has_feedback, Audit.score.is_not(None)))
+        .outerjoin(ProxyAnswer, ProxyAnswer.decision_id == Decision.id)
         .order_by(Decision.created_at, Decision.id)
+        .limit(limit)
     )
+    if after is not None:
+        at, last = after
+        stmt = stmt.where(
+            or_(Decision.created_at > at, and_(Decision.created_at == at, Decision.id > last))
+        )
+    if since is not None:
+        stmt = stmt.where(Decision.created_at >= since)
+    if until is not None:
+        stmt = stmt.where(Decision.created_at <= until)
+    if unlearned_only:
+        stmt = stmt.where(Decision.learned_version.is_(None))
+    if with_signal_only:
+        stmt = stmt.where(or_(has_feedback, Audit.score.is_not(None)))
+    if graded_only:
+        stmt = stmt.where(Audit.score.is_not(None))
     return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+def count_events(conn: Connection, since: datetime | None = None) -> int:
+    """Decisions since `since` that carry feedback or a gold grade."""
+    has_feedback = select(Feedback.id).where(Feedback.decision_id == Decision.id).exists()
+    graded = (
+        select(Audit.id).where(Audit.decision_id == Decision.id, Audit.status == "graded").exists()
+    )
+    stmt = select(func.count()).select_from(Decision).where(or_(has_feedback, graded))
+    if since is not None:
+        stmt = stmt.where(Decision.created_at >= since)
+    return int(conn.execute(stmt).scalar() or 0)
