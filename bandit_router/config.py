@@ -49,8 +49,11 @@ class Settings(BaseSettings):
     exploration: Literal["squarecb", "epsilon", "greedy"] = "squarecb"
     squarecb_gamma: float = Field(default=40.0, gt=0)
     epsilon: float = Field(default=0.05, ge=0, le=1)
-    new_model_examples: int = Field(default=50, ge=0)  # a model is "new" until learned this often
-    new_model_min_probability: float = Field(default=0.05, ge=0, le=0.5)
+    # A model is "new" in a region of the query space until learned this often there, and gets
+    # at least this probability on queries of that region (policy/regions.py).
+    new_model_examples: int = Field(default=10, ge=0)
+    new_model_min_probability: float = Field(default=0.1, ge=0, le=0.5)
+    exploration_regions: int = Field(default=16, ge=1, le=256)  # k-means regions of a warm start
     preset_quality: float = Field(default=0.0, ge=0)
     preset_balanced: float = Field(default=0.2, ge=0)
     preset_cost: float = Field(default=1.0, ge=0)

@@ -65,7 +65,8 @@ class Routed:
             candidates=[
                 CandidateOut(
                     model=c["model"],
-                    predicted_quality=c["quality"],
+                    # The log keeps the regression's value; a client sees it on the 0-1 scale.
+                    predicted_quality=min(max(c["quality"], 0.0), 1.0),
                     expected_cost_usd=c["cost_usd"],
                     score=c["score"],
                     probability=c["probability"],

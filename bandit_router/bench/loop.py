@@ -289,8 +289,8 @@ class SeedRun:
         )
         if warm:
             publish_warm_start(
-                engine, s.vw_args, self.world.data.X[self.split.offline],
-                self.world.data.models, self.warm_quality, seed=self.seed,
+                engine, s.vw_args, self.world.data.X[self.split.offline], self.world.data.models,
+                self.warm_quality, seed=self.seed, n_regions=s.exploration_regions,
             )  # fmt: skip
         return engine, s
 

@@ -199,6 +199,7 @@ def run_replay(
                 data.models,
                 router.predict_quality(data.X[tr]),
                 passes=opts.warm_passes,
+                n_regions=s.exploration_regions,
             )
             online[f"{start}_pretrain_s"] = round(time.perf_counter() - t0, 2)
         t0 = time.perf_counter()

@@ -35,7 +35,8 @@ from bandit_router.jobs.events import LoggedEvent, read_events
 from bandit_router.jobs.labels import AUDIT_SAMPLE, Labeller, fit_labeller
 from bandit_router.jobs.update import teach
 from bandit_router.policy.learner import QualityModel
-from bandit_router.policy.service import publish_policy
+from bandit_router.policy.regions import Tally
+from bandit_router.policy.service import publish_policy, tally_fields, tally_of
 from bandit_router.store import repository as repo
 from bandit_router.store.models import PolicyVersion, utcnow
 
@@ -201,7 +202,7 @@ def bias_report(engine: Engine, tally: BiasTally) -> dict[str, Any]:
     return out
 
 
-def _learn_offline_gold(engine: Engine, model: QualityModel, counts: dict[str, int]) -> int:
+def _learn_offline_gold(engine: Engine, model: QualityModel, tally: Tally) -> int:
     """Gold imported from offline benchmarks: full-information labels, learned first."""
     with engine.connect() as conn:
         rows = repo.offline_gold(conn)
@@ -210,7 +211,7 @@ def _learn_offline_gold(engine: Engine, model: QualityModel, counts: dict[str, i
         names = pool if g["model"] in pool else [*pool, g["model"]]
         emb = np.frombuffer(g["embedding"], dtype=np.float32)
         model.learn(emb, names, names.index(g["model"]), float(g["score"]))
-        counts[g["model"]] = counts.get(g["model"], 0) + 1
+        tally.add(g["model"], emb)
     return len(rows)
 
 
@@ -219,7 +220,7 @@ def _train_and_evaluate(
     settings: Settings,
     model: QualityModel,
     labeller: Labeller,
-    counts: dict[str, int],
+    counts: Tally,
     n_train: int,
 ) -> tuple[Evaluation, BiasTally, int]:
     since = utcnow() - timedelta(days=settings.retrain_window_days)
@@ -254,7 +255,7 @@ def run_retrain(engine: Engine, settings: Settings) -> dict[str, Any]:
     labeller = fit_labeller(engine, settings, pool)
     base = base_policy(engine)
     model = QualityModel(base["vw_args"], base["model_bytes"])
-    counts = dict(base["model_counts"] or {})
+    counts = tally_of(base)
     try:
         offline = _learn_offline_gold(engine, model, counts)
         n_train = int(n * (1 - settings.promotion_holdout_fraction))
@@ -278,7 +279,7 @@ def run_retrain(engine: Engine, settings: Settings) -> dict[str, Any]:
         activate=evaluation["promote"],
         vw_args=base["vw_args"],
         model_bytes=blob,
-        model_counts=counts,
+        **tally_fields(counts),
         metrics=metrics,
         source="retrain",
         parent_id=base["id"],

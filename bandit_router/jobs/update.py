@@ -20,7 +20,8 @@ from bandit_router.config import Settings
 from bandit_router.jobs.events import LoggedEvent, read_events
 from bandit_router.jobs.labels import Labeller, fit_labeller
 from bandit_router.policy.learner import QualityModel
-from bandit_router.policy.service import publish_policy
+from bandit_router.policy.regions import Tally
+from bandit_router.policy.service import publish_policy, tally_fields, tally_of
 from bandit_router.store import repository as repo
 from bandit_router.store.models import utcnow
 
@@ -30,11 +31,7 @@ BATCH_LIMIT = 200_000  # decisions per run; a backlog larger than this is learne
 
 
 def teach(
-    model: QualityModel,
-    event: LoggedEvent,
-    label: float,
-    labeller: Labeller,
-    counts: dict[str, int],
+    model: QualityModel, event: LoggedEvent, label: float, labeller: Labeller, tally: Tally
 ) -> None:
     """One event's lesson: its label for the model that answered and, from pairwise feedback,
     the other model's (a label the policy did not draw, learned all the same: regression needs
@@ -42,11 +39,11 @@ def teach(
     models = event.models
     if event.answered is not None and np.isfinite(label):
         model.learn(event.emb, models, models.index(event.answered), float(label))
-        counts[event.answered] = counts.get(event.answered, 0) + 1
+        tally.add(event.answered, event.emb)
     for other, value in labeller.side_labels(event):
         names = models if other in models else [*models, other]
         model.learn(event.emb, names, names.index(other), value)
-        counts[other] = counts.get(other, 0) + 1
+        tally.add(other, event.emb)
 
 
 def run_update(engine: Engine, settings: Settings) -> dict[str, Any]:
@@ -64,14 +61,14 @@ def run_update(engine: Engine, settings: Settings) -> dict[str, Any]:
         return {"events": 0, "published": None, "parent": active["id"]}
     labeller = fit_labeller(engine, settings, pool)
     model = QualityModel(active["vw_args"], active["model_bytes"])
-    counts = dict(active["model_counts"] or {})
+    tally = tally_of(active)
     seen: list[str] = []
     learned: list[float] = []
     try:
         for chunk in chain([first], pending):
             for event, label in zip(chunk, labeller.labels(chunk), strict=True):
                 seen.append(event.decision_id)
-                teach(model, event, label, labeller, counts)
+                teach(model, event, label, labeller, tally)
                 if np.isfinite(label):
                     learned.append(float(label))
         blob = model.to_bytes()
@@ -90,7 +87,7 @@ def run_update(engine: Engine, settings: Settings) -> dict[str, Any]:
         also=lambda conn, v: repo.mark_learned(conn, seen, v),
         vw_args=active["vw_args"],
         model_bytes=blob,
-        model_counts=counts,
+        **tally_fields(tally),
         metrics=metrics,
         source="update",
         parent_id=active["id"],

@@ -83,6 +83,7 @@ def cmd_warm_start(args: argparse.Namespace, settings: Settings) -> int:
         [names[k] for k in keep],
         quality,
         passes=args.passes,
+        n_regions=settings.exploration_regions,
         metrics={"router": str(args.router)},
     )
     print(f"published warm-start policy {version}: {len(keep)} models, {len(prompts)} prompts")

@@ -14,6 +14,8 @@ import numpy as np
 from sqlalchemy import Engine
 
 from bandit_router.policy.learner import QualityModel
+from bandit_router.policy.regions import Tally, fit_regions
+from bandit_router.policy.service import tally_fields
 from bandit_router.store import repository as repo
 
 
@@ -22,10 +24,11 @@ def pretrain(
     X: np.ndarray,
     models: Sequence[str],
     quality: np.ndarray,
+    tally: Tally,
     passes: int = 1,
     seed: int = 0,
-) -> dict[str, int]:
-    """Learn quality[i, k] for every prompt i and model k (in shuffled order); returns counts."""
+) -> None:
+    """Learn quality[i, k] for every prompt i and model k (in shuffled order), counted."""
     rng = np.random.default_rng(seed)
     n, k = quality.shape
     names = list(models)
@@ -33,7 +36,7 @@ def pretrain(
         for flat in rng.permutation(n * k):
             i, j = divmod(int(flat), k)
             model.learn(X[i], names, j, float(quality[i, j]))
-    return {m: n * passes for m in names}
+            tally.add(names[j], X[i])
 
 
 def publish_warm_start(
@@ -45,14 +48,17 @@ def publish_warm_start(
     *,
     passes: int = 1,
     seed: int = 0,
+    n_regions: int = 16,
     activate: bool = True,
     source: str = "warm_start",
     metrics: dict[str, object] | None = None,
 ) -> int:
-    """Pretrain a fresh policy and store it as a new (by default active) version."""
+    """Pretrain a fresh policy and store it as a new (by default active) version; its query
+    regions are fitted on `X` (see policy/regions.py)."""
     model = QualityModel(vw_args)
+    tally = Tally(fit_regions(X, n_regions, seed))
     try:
-        counts = pretrain(model, X, models, quality, passes=passes, seed=seed)
+        pretrain(model, X, models, quality, tally, passes=passes, seed=seed)
         blob = model.to_bytes()
     finally:
         model.close()
@@ -63,7 +69,7 @@ def publish_warm_start(
             activate=activate,
             vw_args=vw_args,
             model_bytes=blob,
-            model_counts=counts,
+            **tally_fields(tally),
             metrics={"prompts": int(X.shape[0]), "passes": passes, **(metrics or {})},
             source=source,
             parent_id=parent,

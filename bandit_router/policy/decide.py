@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypedDict
 
 import numpy as np
@@ -11,6 +11,7 @@ import numpy as np
 from bandit_router.policy.exploration import ExplorationConfig, distribution, draw
 from bandit_router.policy.learner import QualityModel
 from bandit_router.policy.pool import ModelSpec
+from bandit_router.policy.regions import region_of
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,21 @@ class Policy:
     version: int
     model: QualityModel
     model_counts: Mapping[str, int]
+    regions: np.ndarray | None = None
+    region_counts: Mapping[str, Sequence[int]] = field(default_factory=dict)
+
+    def is_new(self, names: Sequence[str], emb: np.ndarray, examples: int) -> np.ndarray:
+        """Per model: learned fewer than `examples` times in the query's region (in total for
+        a policy without regions, or one stored before regions were counted)."""
+        r = region_of(self.regions, emb)
+        return np.array(
+            [
+                self.region_counts[n][r] < examples
+                if n in self.region_counts
+                else self.model_counts.get(n, 0) < examples
+                for n in names
+            ]
+        )
 
 
 class Candidate(TypedDict):
@@ -82,6 +98,6 @@ def decide(
     cost = np.array([c.expected_cost(input_tokens) for c in candidates])
     cost_norm = cost / cost_ref if cost_ref > 0 else np.zeros_like(cost)
     score = quality - lam * cost_norm
-    is_new = np.array([policy.model_counts.get(n, 0) < cfg.new_model_examples for n in names])
+    is_new = policy.is_new(names, emb, cfg.new_model_examples)
     pmf = distribution(score, is_new, cfg)
     return Choice(names, quality, cost, cost_norm, score, pmf, draw(pmf, decision_id))

@@ -43,11 +43,13 @@ class QualityModel:
                 self._vw = Workspace(f"-i {path} --quiet")
 
     def predict(self, emb: np.ndarray, models: Sequence[str]) -> np.ndarray:
+        """Predicted quality per model, as the regression gives it: not clipped to [0, 1], since
+        clipping would tie two models above 1 and let their order in the pool decide."""
         with self._lock:
             exs = features.build(self._vw, emb, models)
             scores = self._vw.predict(exs)
             self._vw.finish_example(exs)
-        return np.clip(-np.asarray(scores, dtype=np.float64), 0.0, 1.0) + 0.0  # no -0.0
+        return -np.asarray(scores, dtype=np.float64) + 0.0  # no -0.0
 
     def learn(self, emb: np.ndarray, models: Sequence[str], chosen: int, reward: float) -> None:
         """One squared-loss step towards `reward` for `models[chosen]` on this query."""

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from bandit_router.policy import regions
 from bandit_router.policy.decide import Policy
 from bandit_router.policy.learner import QualityModel
 from bandit_router.store import repository as repo
@@ -45,7 +46,25 @@ def load_policy(engine: Engine, version: int) -> Policy:
         version=row["id"],
         model=QualityModel(row["vw_args"], row["model_bytes"]),
         model_counts=dict(row["model_counts"] or {}),
+        regions=regions.from_bytes(row["regions"]),
+        region_counts=dict(row["region_counts"] or {}),
     )
+
+
+def tally_of(row: dict[str, Any]) -> regions.Tally:
+    """The learning counts a stored policy carries, to continue counting from."""
+    return regions.Tally.of(
+        regions.from_bytes(row["regions"]), row["model_counts"], row["region_counts"]
+    )
+
+
+def tally_fields(tally: regions.Tally) -> dict[str, Any]:
+    """The policy-version columns that store a tally."""
+    return {
+        "model_counts": tally.totals,
+        "region_counts": tally.by_region,
+        "regions": regions.to_bytes(tally.regions),
+    }
 
 
 class PolicyChangedError(RuntimeError):

@@ -109,6 +109,10 @@ class PolicyVersion(Base):
     model_bytes: Mapped[bytes] = mapped_column(LargeBinary)
     # How often each model was learned from: the exploration floor for new models reads this.
     model_counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # A k-means codebook of query regions (float32, n x 384) and each model's learned examples
+    # per region: the exploration floor for models new to a region reads them.
+    regions: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    region_counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     source: Mapped[str] = mapped_column(String(40))
     parent_id: Mapped[int | None] = mapped_column(Integer, default=None)

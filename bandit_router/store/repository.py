@@ -149,7 +149,7 @@ _CHUNK = 5000  # SQLite caps bound parameters per statement
 
 # --- policy versions --------------------------------------------------------------------------
 
-_POLICY_META = [c for c in PolicyVersion.__table__.c if c.name != "model_bytes"]
+_POLICY_META = [c for c in PolicyVersion.__table__.c if c.name not in ("model_bytes", "regions")]
 
 
 def active_policy(conn: Connection) -> dict[str, Any] | None:
