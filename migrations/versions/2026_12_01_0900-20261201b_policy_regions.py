@@ -1,7 +1,7 @@
 """policy_versions: a codebook of query regions and per-region learning counts
 
-Revision ID: 20261201a_regions
-Revises: 20261123d_feedback
+Revision ID: 20261201b_regions
+Revises: 20261201a_proxy_requests
 Create Date: 2026-12-01 09:00:00
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "20261201a_regions"
-down_revision: str | None = "20261123d_feedback"
+revision: str = "20261201b_regions"
+down_revision: str | None = "20261201a_proxy_requests"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
