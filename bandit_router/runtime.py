@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from bandit_router.api.metrics import instrument_jobs
-from bandit_router.config import Settings
+from bandit_router.config import ConfigError, Settings
 from bandit_router.embed.service import EmbeddingService, TextEncoder
 from bandit_router.jobs.lock import SchedulerOwnership
 from bandit_router.jobs.runner import JOBS, JobRunner
@@ -21,6 +21,7 @@ from bandit_router.policy.decide import Policy
 from bandit_router.policy.exploration import ExplorationConfig
 from bandit_router.policy.pool import ModelSpec, load_pool_file
 from bandit_router.policy.service import ensure_active_policy, load_policy
+from bandit_router.pool_checks import key_env_refused, model_warnings, numbers_problem
 from bandit_router.store import repository as repo
 from bandit_router.store.db import (
     WalCheckpointer,
@@ -73,6 +74,9 @@ class Runtime:
         self.policy: Policy | None = None
         self._fingerprint: tuple[Any, Any] = (None, None)
         self.refresh()
+        for model in self.pool.values():  # what the first request would otherwise find out
+            for warning in model_warnings(model, settings) if model.enabled else []:
+                log.warning("model %s: %s", model.name, warning)
         # Timed per kind for /metrics; wrapping here keeps jobs/ free of metrics code.
         jobs = instrument_jobs(JOBS)
         self.runner = JobRunner(self.engine, settings, jobs=jobs, on_success=self.refresh)
@@ -89,7 +93,10 @@ class Runtime:
             if force or fingerprint[1] != self._fingerprint[1]:
                 pool = {r["name"]: ModelSpec.from_row(r) for r in repo.list_models(conn)}
                 # Derived once per pool change, not per request (the route path reads it twice).
-                self.enabled_models = [m for m in pool.values() if m.enabled]
+                # A model whose numbers cannot price a query is never routed, whatever stored it.
+                self.enabled_models = [
+                    m for m in pool.values() if m.enabled and numbers_problem(m) is None
+                ]
                 self.pool = pool
         policy_id = fingerprint[0]
         if policy_id is not None and (self.policy is None or self.policy.version != policy_id):
@@ -121,6 +128,12 @@ def prepare_database(engine: Engine, settings: Settings) -> None:
             "schema: run `bandit-router migrate` first"
         )
     specs = load_pool_file(settings.pool_file)
+    for spec in specs:
+        problem = numbers_problem(ModelSpec(**spec.model_dump())) or (
+            key_env_refused(spec.api_key_env, settings) if spec.api_key_env else None
+        )
+        if problem:
+            raise ConfigError(f"pool file {settings.pool_file}, model {spec.name}: {problem}")
     with engine.begin() as conn:
         added = repo.seed_models(conn, [s.model_dump() for s in specs])
     if added:

@@ -23,17 +23,19 @@ from starlette.routing import Route
 
 from bandit_router.api.proxy import (
     StreamLength,
+    Upstream,
     UpstreamFailed,
     answer_tokens,
     fallback_order,
     forward,
 )
+from bandit_router.config import load_settings
 from bandit_router.policy.decide import Choice
 from bandit_router.policy.pool import ModelSpec
 from bandit_router.store.keys import served_by
 
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-SECRET_ENV = "BR_TEST_UPSTREAM_KEY"
+SECRET_ENV = "BANDIT_ROUTER_UPSTREAM_KEY_TEST"
 CHAT = {"model": "router", "messages": [{"role": "user", "content": "Write a haiku about rain."}]}
 
 
@@ -244,9 +246,11 @@ def test_client_errors_pass_through_without_fallback(client, upstream, wire) -> 
         ({**CHAT, "model": "gpt-4o"}, 422, "'model' must be 'router'"),
         ({**CHAT, "model": "router:fastest"}, 422, "preset"),
         ({**CHAT, "model": "router:lambda=-1"}, 422, "lambda"),
-        ({"model": "router"}, 422, "'messages' must be a non-empty list"),
-        ({"model": "router", "messages": [{"role": "user", "content": "  "}]}, 422, "empty"),
-        ([1, 2], 422, "dictionary"),
+        ({"model": "router"}, 422, "messages: Field required"),
+        ({"model": "router", "messages": []}, 422, "at least 1 item"),
+        ({"model": "router", "messages": [{"role": "user", "content": "  "}]}, 422, "no user"),
+        ({**CHAT, "messages": [{"role": "system", "content": "Be brief."}]}, 422, "no user"),
+        ([1, 2], 422, "valid dictionary"),
         (CHAT, 502, "no enabled model has a base_url"),
     ],
 )
@@ -285,7 +289,8 @@ def test_a_hanging_upstream_times_out_as_a_fallback_worthy_failure(upstream) -> 
 
     async def call() -> None:
         async with httpx.AsyncClient(timeout=0.3) as http:
-            await forward(http, spec, {"model": "m", "messages": []}, stream=False)
+            upstream = Upstream(http, 1, load_settings())
+            await forward(upstream, spec, {"model": "m", "messages": []}, stream=False)
 
     with pytest.raises(UpstreamFailed, match="timed out"):
         asyncio.run(call())
