@@ -7,18 +7,20 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path
 from sqlalchemy.exc import IntegrityError
 
-from bandit_router.api.deps import get_runtime
+from bandit_router.api.deps import get_runtime, get_settings
 from bandit_router.api.errors import ErrorBody, excerpt
 from bandit_router.api.schemas import JobOut, ModelIn, ModelOut, ModelPatch, PolicyOut
 from bandit_router.api.strict_json import StrictJSONRoute
 from bandit_router.jobs.runner import JOBS
 from bandit_router.policy.pool import ModelSpec
+from bandit_router.config import Settings
 from bandit_router.pool_checks import key_env_refused, model_warnings
 from bandit_router.runtime import Runtime
 from bandit_router.store import repository as repo
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=StrictJSONRoute)
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
 # `{name:path}`: model names such as mistralai/Mixtral-8x7B-Instruct-v0.1 hold slashes.
 ModelPath = Annotated[str, Path(description="the model's name; slashes need no escaping")]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
@@ -32,20 +34,20 @@ def stored_id(value: int) -> bool:
     return 1 <= value <= MAX_ID
 
 
-def model_view(rt: Runtime, row: dict[str, Any]) -> dict[str, Any]:
-    return {**row, "warnings": model_warnings(ModelSpec.from_row(row), rt.settings)}
+def model_view(settings: Settings, row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "warnings": model_warnings(ModelSpec.from_row(row), settings)}
 
 
-def check_key_env(rt: Runtime, name: str | None) -> None:
-    refused = key_env_refused(name, rt.settings) if name else None
+def check_key_env(settings: Settings, name: str | None) -> None:
+    refused = key_env_refused(name, settings) if name else None
     if refused:
         raise HTTPException(422, refused)
 
 
 @router.get("/models", response_model=list[ModelOut])
-def list_models(rt: RuntimeDep) -> list[dict[str, Any]]:
+def list_models(rt: RuntimeDep, settings: SettingsDep) -> list[dict[str, Any]]:
     with rt.engine.connect() as conn:
-        return [model_view(rt, row) for row in repo.list_models(conn)]
+        return [model_view(settings, row) for row in repo.list_models(conn)]
 
 
 @router.post(
@@ -54,22 +56,22 @@ def list_models(rt: RuntimeDep) -> list[dict[str, Any]]:
     response_model=ModelOut,
     responses={409: {"model": ErrorBody, "description": "a model of that name exists"}},
 )
-def add_model(spec: ModelIn, rt: RuntimeDep) -> dict[str, Any]:
+def add_model(spec: ModelIn, rt: RuntimeDep, settings: SettingsDep) -> dict[str, Any]:
     """A new model is routable at once: it starts from what all models share and gets explored.
     `warnings` says what will not work yet (e.g. its api_key_env is not set)."""
-    check_key_env(rt, spec.api_key_env)
+    check_key_env(settings, spec.api_key_env)
     try:
         with rt.engine.begin() as conn:
             repo.add_model(conn, spec.model_dump())
     except IntegrityError:
         raise HTTPException(409, f"model {spec.name} already exists; PATCH it instead") from None
     rt.refresh(force=True)
-    return _model_or_404(rt, spec.name)
+    return _model_or_404(rt, settings, spec.name)
 
 
 @router.get("/models/{name:path}", response_model=ModelOut, responses=NOT_FOUND)
-def get_model(name: ModelPath, rt: RuntimeDep) -> dict[str, Any]:
-    return _model_or_404(rt, name)
+def get_model(name: ModelPath, rt: RuntimeDep, settings: SettingsDep) -> dict[str, Any]:
+    return _model_or_404(rt, settings, name)
 
 
 @router.patch(
@@ -80,9 +82,11 @@ def get_model(name: ModelPath, rt: RuntimeDep) -> dict[str, Any]:
         409: {"model": ErrorBody, "description": "it is the last enabled model"},
     },
 )
-def patch_model(name: ModelPath, patch: ModelPatch, rt: RuntimeDep) -> dict[str, Any]:
+def patch_model(
+    name: ModelPath, patch: ModelPatch, rt: RuntimeDep, settings: SettingsDep
+) -> dict[str, Any]:
     changes = patch.model_dump(exclude_unset=True)
-    check_key_env(rt, changes.get("api_key_env"))
+    check_key_env(settings, changes.get("api_key_env"))
     with rt.engine.begin() as conn:
         if repo.get_model(conn, name) is None:
             raise HTTPException(404, f"model {excerpt(name, 200)} does not exist")
@@ -92,7 +96,7 @@ def patch_model(name: ModelPath, patch: ModelPatch, rt: RuntimeDep) -> dict[str,
                 raise HTTPException(409, "cannot disable the last enabled model")
         repo.update_model(conn, name, changes)
     rt.refresh(force=True)
-    return _model_or_404(rt, name)
+    return _model_or_404(rt, settings, name)
 
 
 def found(row: dict[str, Any] | None, what: str) -> dict[str, Any]:
@@ -102,9 +106,9 @@ def found(row: dict[str, Any] | None, what: str) -> dict[str, Any]:
     return row
 
 
-def _model_or_404(rt: Runtime, name: str) -> dict[str, Any]:
+def _model_or_404(rt: Runtime, settings: Settings, name: str) -> dict[str, Any]:
     with rt.engine.connect() as conn:
-        return model_view(rt, found(repo.get_model(conn, name), f"model {name}"))
+        return model_view(settings, found(repo.get_model(conn, name), f"model {name}"))
 
 
 @router.get("/policies", response_model=list[PolicyOut])

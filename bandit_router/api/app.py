@@ -67,6 +67,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         docs_url=None,  # served by api/openapi.py from local assets
         redoc_url=None,
     )
+    app.state.settings = settings
     app.include_router(routing.router)
     app.include_router(feedback.router)
     app.include_router(admin.router)
