@@ -186,17 +186,21 @@ def restore_logging():  # type: ignore[no-untyped-def]
     import logging
 
     root = logging.getLogger()
-    saved_root = (root.level, [(h, h.formatter) for h in root.handlers])
+    saved_root = (root.level, [(h, h.formatter, h.filters[:]) for h in root.handlers])
     loggers = [logging.getLogger(n) for n in ("uvicorn", "uvicorn.error", "uvicorn.access")]
     saved = {lg.name: (lg.handlers[:], lg.propagate, lg.disabled) for lg in loggers}
+    saved_filters = {h: h.filters[:] for lg in loggers for h in lg.handlers}
     yield
     root.setLevel(saved_root[0])
-    root.handlers = [h for h, _ in saved_root[1]]
-    for handler, formatter in saved_root[1]:
+    root.handlers = [h for h, _, _ in saved_root[1]]
+    for handler, formatter, filters in saved_root[1]:
         handler.setFormatter(formatter)
+        handler.filters = filters
     for name, (handlers, propagate, disabled) in saved.items():
         lg = logging.getLogger(name)
         lg.handlers, lg.propagate, lg.disabled = handlers, propagate, disabled
+    for handler, filters in saved_filters.items():
+        handler.filters = filters
 
 
 @pytest.fixture(scope="session")

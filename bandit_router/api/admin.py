@@ -11,9 +11,9 @@ from bandit_router.api.deps import get_runtime, get_settings
 from bandit_router.api.errors import ErrorBody, excerpt
 from bandit_router.api.schemas import JobOut, ModelIn, ModelOut, ModelPatch, PolicyOut
 from bandit_router.api.strict_json import StrictJSONRoute
+from bandit_router.config import Settings
 from bandit_router.jobs.runner import JOBS
 from bandit_router.policy.pool import ModelSpec
-from bandit_router.config import Settings
 from bandit_router.pool_checks import key_env_refused, model_warnings
 from bandit_router.runtime import Runtime
 from bandit_router.store import repository as repo

@@ -40,7 +40,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging(settings.log_format)  # per worker process, after uvicorn's own set-up
+        # Per worker process, after uvicorn's own set-up.
+        configure_logging(settings.log_format, settings.store_prompts)
         rt = runtime if runtime is not None else await asyncio.to_thread(Runtime, settings)
         app.state.runtime = rt
         # What start-up built (~170k objects: libraries, model, app) lives as long as the process;
