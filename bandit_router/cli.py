@@ -25,6 +25,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from bandit_router.api.app import create_app
+    from bandit_router.api.server import uvicorn_options
 
     workers = args.workers or settings.serve_workers
     if workers > 1 and settings.database_url.startswith("sqlite"):
@@ -38,7 +39,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         "bandit-router.db"
     ):
         logging.getLogger("bandit_router").info("database: %s", settings.database_url)
-    common = {"host": args.host, "port": args.port, "log_level": args.log_level}
+    common = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": args.log_level,
+        **uvicorn_options(settings),
+    }
     if workers == 1:
         uvicorn.run(create_app(settings), **common)
     else:
