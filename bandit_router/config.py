@@ -172,7 +172,12 @@ class Settings(BaseSettings):
         }[preset]
 
 
-class ConfigError(RuntimeError):
+class UserError(Exception):
+    """A mistake in what the user gave (a path, a file's contents, an option): the command line
+    prints its message as one line and exits 2, without a traceback."""
+
+
+class ConfigError(UserError, RuntimeError):
     """Raised at start when a setting is invalid; the message names the environment variable."""
 
 

@@ -19,7 +19,7 @@ from bandit_router.jobs.lock import SchedulerOwnership
 from bandit_router.jobs.runner import JOBS, JobRunner
 from bandit_router.policy.decide import Policy
 from bandit_router.policy.exploration import ExplorationConfig
-from bandit_router.policy.pool import ModelSpec, load_pool_file
+from bandit_router.policy.pool import ModelSpec, ModelSpecIn, PoolFileError, load_pool_file
 from bandit_router.policy.service import ensure_active_policy, load_policy
 from bandit_router.pool_checks import key_env_refused, model_warnings, numbers_problem
 from bandit_router.store import repository as repo
@@ -127,15 +127,25 @@ def prepare_database(engine: Engine, settings: Settings) -> None:
             f"database {make_url(url).render_as_string(hide_password=True)} is not at the newest "
             "schema: run `bandit-router migrate` first"
         )
-    specs = load_pool_file(settings.pool_file)
+    specs = checked_pool_file(settings)
+    with engine.begin() as conn:
+        added = repo.seed_models(conn, [s.model_dump() for s in specs])
+    if added:
+        log.info("added models from %s: %s", settings.pool_file, ", ".join(added))
+    ensure_active_policy(engine, settings.vw_args)
+
+
+def checked_pool_file(settings: Settings) -> list[ModelSpecIn]:
+    """The pool file's models, refused whole (ConfigError) when one has numbers that cannot price
+    a query or takes its key from a variable outside the allow-list."""
+    try:
+        specs = load_pool_file(settings.pool_file)
+    except PoolFileError as exc:
+        raise ConfigError(str(exc)) from None
     for spec in specs:
         problem = numbers_problem(ModelSpec(**spec.model_dump())) or (
             key_env_refused(spec.api_key_env, settings) if spec.api_key_env else None
         )
         if problem:
             raise ConfigError(f"pool file {settings.pool_file}, model {spec.name}: {problem}")
-    with engine.begin() as conn:
-        added = repo.seed_models(conn, [s.model_dump() for s in specs])
-    if added:
-        log.info("added models from %s: %s", settings.pool_file, ", ".join(added))
-    ensure_active_policy(engine, settings.vw_args)
+    return specs
