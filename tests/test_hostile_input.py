@@ -94,10 +94,10 @@ def test_values_json_cannot_carry_get_422_everywhere(client, runtime, wire) -> N
 
 @pytest.mark.postgres
 def test_a_huge_input_is_echoed_as_an_excerpt(client) -> None:  # type: ignore[no-untyped-def]
-    r = client.post("/v1/route", json={"prompt": "x" * 200_001})
-    assert_refused(r, "at most 200000 characters")
+    r = client.post("/v1/route", json={"prompt": "hi", "preset": "x" * 200_001})
+    assert_refused(r, "preset")
     (problem,) = r.json()["errors"]
-    assert problem["loc"] == ["body", "prompt"]
+    assert problem["loc"] == ["body", "preset"]
     assert problem["input"].startswith("xxxx") and "(200001 characters)" in problem["input"]
     many = client.post("/v1/route", json={"prompt": "hi", "models": [{"a": i} for i in range(900)]})
     assert_refused(many, "and 890 more problems")

@@ -155,8 +155,16 @@ def list_jobs(rt: RuntimeDep) -> list[dict[str, Any]]:
         return repo.list_jobs(conn)
 
 
-@router.get("/jobs/{job_id}", response_model=JobOut, responses=NOT_FOUND)
-def get_job(job_id: int, rt: RuntimeDep) -> dict[str, Any]:
+# {job_id:int}: GET /jobs/retrain is then a 405 (only POST /jobs/{kind} lives there), not a 422.
+@router.get(
+    "/jobs/{job_id:int}",
+    response_model=JobOut,
+    responses={
+        **NOT_FOUND,
+        405: {"model": ErrorBody, "description": "not a number: /jobs/{kind} takes POST only"},
+    },
+)
+def get_job(job_id: Annotated[int, Path(ge=1)], rt: RuntimeDep) -> dict[str, Any]:
     with rt.engine.connect() as conn:
         row = repo.get_job(conn, job_id) if stored_id(job_id) else None
     return found(row, f"job {job_id}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
@@ -12,7 +12,7 @@ from sqlalchemy import Connection
 from bandit_router.api import metrics
 from bandit_router.api.deps import get_runtime
 from bandit_router.api.errors import ErrorBody
-from bandit_router.api.schemas import Flag, Integer, Number
+from bandit_router.api.schemas import Flag, Integer, Number, Timestamp
 from bandit_router.api.strict_json import StrictJSONRoute
 from bandit_router.runtime import Runtime
 from bandit_router.store import repository as repo
@@ -56,17 +56,17 @@ class GradeRequest(BaseModel):
 class AuditItem(BaseModel):
     id: int
     decision_id: str
-    created_at: datetime
+    created_at: Timestamp
     status: str
     claimed_by: str | None
-    claim_expires_at: datetime | None
+    claim_expires_at: Timestamp | None
     score: float | None
     grader_id: str | None
-    graded_at: datetime | None
+    graded_at: Timestamp | None
     model: str | None = Field(description="the model whose answer is to be graded")
     prompt: str | None = Field(description="the prompt, when prompts are stored")
     prompt_hash: str | None
-    decision_created_at: datetime | None
+    decision_created_at: Timestamp | None
 
 
 class GradeOut(BaseModel):

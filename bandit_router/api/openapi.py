@@ -8,7 +8,6 @@ and which environment variables an upstream key may come from (the settings)."""
 
 from __future__ import annotations
 
-import copy
 from importlib.resources import files
 from typing import Any
 
@@ -114,13 +113,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             app.openapi_schema = _complete(app, settings)
-        runtime = getattr(app.state, "runtime", None)
-        if runtime is None:
-            return app.openapi_schema
-        schema = copy.deepcopy(app.openapi_schema)
-        enabled = sorted(m.name for m in runtime.enabled_models)
-        _pool_names(schema, enabled, sorted(runtime.pool))
-        return schema
+        return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     _docs(app)
@@ -190,19 +183,6 @@ def _key_env_rule(found: dict[str, Any], settings: Settings) -> None:
         for node in _branches(found[model]["properties"]["api_key_env"]):
             if node.get("pattern") == KEY_ENV_PATTERN:
                 node["pattern"] = pattern
-
-
-def _pool_names(schema: dict[str, Any], enabled: list[str], known: list[str]) -> None:
-    """Model names a request may use are the pool's, now: routable ones for `models` and a
-    pairwise `other_model`, any known one for `exclude`."""
-    found = schema["components"]["schemas"]
-    route = found["RouteRequest"]["properties"]
-    for field, names in (("models", enabled), ("exclude", known)):
-        for node in _branches(route[field]):
-            if node.get("type") == "array" and names:
-                node["items"]["enum"] = names
-    if enabled:
-        found["PairwiseFeedback"]["properties"]["other_model"]["enum"] = enabled
 
 
 def _branches(node: dict[str, Any]) -> list[dict[str, Any]]:

@@ -146,7 +146,9 @@ async def first_answer(
     """Try the chosen model, then the fallbacks: (who answered, the answer, every attempt)."""
     stream = body.get("stream") is True
     attempts: list[dict[str, Any]] = []
-    for name in fallback_order(routed.choice, upstream.max_attempts):
+    # A retried decision's candidates may have lost their upstream since: only those left count.
+    order = [n for n in fallback_order(routed.choice, len(routed.choice.models)) if n in specs]
+    for name in order[: upstream.max_attempts]:
         try:
             response = await forward(upstream, specs[name], {**body, "model": name}, stream)
         except UpstreamFailed as exc:
@@ -338,7 +340,9 @@ async def chat_completions(
     served, response, attempts = await first_answer(request.app.state.upstream, specs, routed, body)
     if served is None or response is None:
         await record_answer(rt, routed.decision_id, None, 502, attempts)
-        failures = "; ".join(f"{a['model']}: {a['error']}" for a in attempts)
+        failures = "; ".join(f"{a['model']}: {a['error']}" for a in attempts) or (
+            "none of its candidates has an upstream any more"
+        )
         raise HTTPException(
             502,
             f"no upstream model answered (decision {routed.decision_id}): {failures}",

@@ -7,32 +7,37 @@ too (`oneOf`, `not`, `contains`), so /openapi.json says exactly which bodies are
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
-from pydantic.json_schema import JsonDict, SkipJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import JsonDict
 
 from bandit_router.pool_checks import MAX_OUTPUT_TOKENS, MAX_PRICE
 
-_NON_BLANK = re.compile(r"\S")
-NON_BLANK: JsonDict = {"pattern": r"\S"}  # the same rule, stated in the schema
+# Text is blank when it holds only ASCII white space. Spelled out: what `\s` means differs
+# between regex engines (Python's, ECMAScript's, Rust's), and the schema must mean what we check.
+_BLANK_CHARS = r"[^\x09-\x0d\x20]"
+_NON_BLANK = re.compile(_BLANK_CHARS)
+NON_BLANK: JsonDict = {"pattern": _BLANK_CHARS}  # the same rule, stated in the schema
 
 
-def _no_bool_or_text(value: Any) -> Any:
-    """An integer field takes 3 (and 3.0, which JSON calls an integer), never true or "3"."""
-    if isinstance(value, bool | str):
-        raise ValueError("Input should be a valid integer")
-    return value
+def _utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every stored time is UTC (store/models.py utcnow)."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
-Integer = Annotated[int, BeforeValidator(_no_bool_or_text)]
-Flag = Annotated[bool, Field(strict=True)]
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]  # 3 and 3.5, not true or "3"
+Integer = Annotated[int, Field(strict=True)]  # 3, not 3.5, true or "3"
+Flag = Annotated[bool, Field(strict=True)]  # true and false, not 0 or "true"
+Timestamp = Annotated[datetime, AfterValidator(_utc)]
 Preset = Literal["quality", "balanced", "cost"]
 PRESETS: tuple[Preset, ...] = ("quality", "balanced", "cost")
-# Pool-dependent: /openapi.json lists the current names (api/openapi.py).
-ModelName = Annotated[str, Field(min_length=1, max_length=200)]
+# Which names are usable is the pool's state, which changes at run time: no enum can say it.
+ModelName = Annotated[
+    str,
+    Field(min_length=1, max_length=200, description="a model of the pool: GET /v1/admin/models"),
+]
 
 
 def has_text(text: str | None) -> bool:
@@ -104,7 +109,8 @@ def _route_rules(schema: dict[str, Any]) -> None:
 class RouteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, json_schema_extra=_route_rules)
 
-    prompt: str | None = Field(default=None, max_length=200_000, json_schema_extra=NON_BLANK)
+    # No length bound of its own: MAX_BODY_BYTES bounds it, as it bounds `messages`.
+    prompt: str | None = Field(default=None, json_schema_extra=NON_BLANK)
     messages: Messages | None = None
     lam: Number | None = Field(default=None, alias="lambda", ge=0, le=1e6)
     preset: Preset | None = None
@@ -215,7 +221,8 @@ class FeedbackResponse(BaseModel):
 
 Price = Annotated[Number, Field(ge=0, le=MAX_PRICE, description="USD per 1M tokens")]
 OutputTokens = Annotated[Integer, Field(ge=1, le=MAX_OUTPUT_TOKENS)]
-BaseURL = Annotated[str, Field(max_length=500, pattern=r"^https?://[^\s]+$")]
+# Printable ASCII without spaces: every regex engine reads the class the same (IDNs: punycode).
+BaseURL = Annotated[str, Field(max_length=500, pattern=r"^https?://[!-~]+$")]
 # Which names are allowed depends on the settings: /openapi.json states them (api/openapi.py).
 KeyEnv = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
@@ -234,20 +241,32 @@ class ModelIn(BaseModel):
     enabled: Flag = True
 
 
+def _not_null(schema: JsonDict) -> None:
+    """The schema of a field that may be left out but not sent as null: its non-null branch."""
+    branches = schema.pop("anyOf", None)
+    schema.pop("default", None)
+    for branch in branches if isinstance(branches, list) else []:
+        if isinstance(branch, dict) and branch.get("type") != "null":
+            schema.update(branch)
+
+
 class ModelPatch(BaseModel):
-    """Fields to change; `base_url` and `api_key_env` may be set to null (no upstream, no key)."""
+    """Fields to change; `base_url` and `api_key_env` may be set to null (no upstream, no key).
+    Leave a field out to keep it: the numbers cannot be null."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
 
-    input_price: Price | SkipJsonSchema[None] = None
-    output_price: Price | SkipJsonSchema[None] = None
-    expected_output_tokens: OutputTokens | SkipJsonSchema[None] = None
+    input_price: Price | None = Field(default=None, json_schema_extra=_not_null)
+    output_price: Price | None = Field(default=None, json_schema_extra=_not_null)
+    expected_output_tokens: OutputTokens | None = Field(default=None, json_schema_extra=_not_null)
     base_url: BaseURL | None = None
     api_key_env: KeyEnv | None = None
-    enabled: Flag | SkipJsonSchema[None] = None
+    enabled: Flag | None = Field(default=None, json_schema_extra=_not_null)
 
     @model_validator(mode="after")
     def _no_null_numbers(self) -> ModelPatch:
+        if not self.model_fields_set:
+            raise ValueError("nothing to change: give at least one field")
         nulls = [
             f
             for f in ("input_price", "output_price", "expected_output_tokens", "enabled")
@@ -255,8 +274,6 @@ class ModelPatch(BaseModel):
         ]
         if nulls:
             raise ValueError(f"{', '.join(nulls)} cannot be null: leave a field out to keep it")
-        if not self.model_fields_set:
-            raise ValueError("nothing to change: give at least one field")
         return self
 
 
@@ -268,8 +285,8 @@ class ModelOut(BaseModel):
     base_url: str | None
     api_key_env: str | None
     enabled: bool
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
     warnings: list[str] = Field(
         default=[],
         description="why the model is left out of routing, or why its upstream cannot be reached",
@@ -284,29 +301,29 @@ class JobOut(BaseModel):
     kind: str
     status: str
     trigger: str
-    created_at: datetime
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
+    created_at: Timestamp
+    started_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
     result: dict[str, Any] = {}
     error: str | None = None
 
 
 class PolicyOut(BaseModel):
     id: int
-    created_at: datetime
+    created_at: Timestamp
     vw_args: str
     model_counts: dict[str, Any]
     metrics: dict[str, Any]
     source: str
     parent_id: int | None
     active: bool
-    activated_at: datetime | None
+    activated_at: Timestamp | None
 
 
 class FeedbackOut(BaseModel):
     id: int
     decision_id: str
-    created_at: datetime
+    created_at: Timestamp
     type: str
     value: dict[str, Any]
     other_model: str | None
@@ -319,7 +336,7 @@ class FeedbackOut(BaseModel):
 
 class ProxyAnswerOut(BaseModel):
     decision_id: str
-    created_at: datetime
+    created_at: Timestamp
     served_model: str | None
     status: int
     attempts: list[dict[str, Any]]
@@ -328,7 +345,7 @@ class ProxyAnswerOut(BaseModel):
 
 class DecisionOut(BaseModel):
     id: str
-    created_at: datetime
+    created_at: Timestamp
     prompt_hash: str
     prompt: str | None
     input_tokens: int

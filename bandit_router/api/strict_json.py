@@ -29,10 +29,14 @@ def _constant(name: str) -> Any:
     raise _Refused(f"{name} is not valid JSON: send a finite number")
 
 
-def _float(text: str) -> float:
+def _number(text: str) -> float | int:
+    """A JSON number with a fraction. One whose value is whole is the integer it equals (3.0 is
+    3), as JSON Schema says: integer fields take it, number fields take any number."""
     value = float(text)
     if not math.isfinite(value):
         raise _Refused(f"the number {text[:40]} is too large: send a finite number")
+    if value.is_integer() and abs(value) < 2**53:  # exactly representable
+        return int(value)
     return value
 
 
@@ -60,7 +64,7 @@ def loads(body: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise json.JSONDecodeError("the body is not UTF-8", "", exc.start) from None
     try:
-        value = json.loads(text, parse_constant=_constant, parse_float=_float, parse_int=_int)
+        value = json.loads(text, parse_constant=_constant, parse_float=_number, parse_int=_int)
     except _Refused as exc:
         found = _CONSTANT.search(text)
         raise json.JSONDecodeError(str(exc), text, found.start() if found else 0) from None
