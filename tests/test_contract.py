@@ -84,3 +84,20 @@ def test_schemathesis_finds_nothing(tmp_path: Path, pool_file: Path, upstream) -
     assert counts and counts[1] == counts[2], summary  # every generated case passed
     if report.exists():
         json.loads(report.read_text())  # a readable report for whoever wants the details
+
+
+def test_docs_are_served_without_a_cdn(client) -> None:  # type: ignore[no-untyped-def]
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert "cdn" not in page.text.lower() and "https://" not in page.text
+    for asset in re.findall(r'(?:src|href)="([^"]+)"', page.text):
+        r = client.get(asset)
+        assert r.status_code == 200 and len(r.content) > 1000, asset
+    assert "SwaggerUIBundle" in client.get("/docs/assets/swagger-ui-bundle.js").text
+    redoc = client.get("/redoc")
+    assert redoc.status_code == 200 and "https://" not in redoc.text
+    schema = client.get("/openapi.json").json()
+    # The Authorize button: how to send a key, and which operations need one.
+    assert set(schema["components"]["securitySchemes"]) == {"bearer", "apiKey"}
+    assert schema["paths"]["/v1/route"]["post"]["security"]
+    assert "security" not in schema["paths"]["/healthz"]["get"]
