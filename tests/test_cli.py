@@ -48,16 +48,18 @@ def test_dev_alone_prints_help_that_lists_test(tmp_path: Path) -> None:
         (("data", "import", "routellm", ".", "--out", "x.parquet"), "does not look like RouteLLM"),
     ],
 )
-def test_a_users_mistake_is_one_line_and_exit_2(
-    tmp_path: Path, args: tuple[str, ...], message: str
+def test_a_users_mistake_is_one_line_and_exit_2(  # type: ignore[no-untyped-def]
+    tmp_path: Path, args: tuple[str, ...], message: str, monkeypatch, capsys
 ) -> None:
-    env = {"BANDIT_ROUTER_DATABASE_URL": f"sqlite:///{tmp_path}/router.db"}
-    r = run(*args, cwd=tmp_path, env=env)
-    assert r.returncode == 2, (r.stdout, r.stderr)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("bandit-router: "), r.stderr
+    """In process (the same `main` the command runs; ./dev itself is tested above and below)."""
+    from bandit_router.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BANDIT_ROUTER_DATABASE_URL", f"sqlite:///{tmp_path}/router.db")
+    assert main(list(args)) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bandit-router: "), lines
     assert message in lines[0]
-    assert "Traceback" not in r.stderr
 
 
 def test_relative_paths_are_the_callers_and_the_output_is_quiet(tmp_path: Path) -> None:
@@ -81,16 +83,15 @@ def test_relative_paths_are_the_callers_and_the_output_is_quiet(tmp_path: Path) 
     assert "alembic" not in r.stderr and "Running upgrade" not in r.stderr
 
 
-def test_a_bad_pool_file_stops_serve_with_one_line(tmp_path: Path) -> None:
+def test_a_bad_pool_file_stops_serve_with_one_line(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    from bandit_router.cli import main
+
     pool = tmp_path / "pool.yaml"
+    monkeypatch.setenv("BANDIT_ROUTER_DATABASE_URL", f"sqlite:///{tmp_path}/router.db")
+    monkeypatch.setenv("BANDIT_ROUTER_POOL_FILE", str(pool))
     pool.write_text("models:\n  - {name: m, input_price: .inf, output_price: 1}\n")
-    env = {
-        "BANDIT_ROUTER_DATABASE_URL": f"sqlite:///{tmp_path}/router.db",
-        "BANDIT_ROUTER_POOL_FILE": str(pool),
-    }
-    r = run("serve", "--port", "1", cwd=tmp_path, env=env)
-    assert r.returncode == 2, r.stderr
-    assert "input_price inf is not a price" in r.stderr and "Traceback" not in r.stderr
+    assert main(["serve", "--port", "1"]) == 2
+    assert "input_price inf is not a price" in capsys.readouterr().err
     pool.write_text("models:\n  - {name: m, input_price: 1, output_price: 1, api_key_env: HOME}\n")
-    r = run("serve", "--port", "1", cwd=tmp_path, env=env)
-    assert r.returncode == 2 and "api_key_env HOME is not allowed" in r.stderr, r.stderr
+    assert main(["serve", "--port", "1"]) == 2
+    assert "api_key_env HOME is not allowed" in capsys.readouterr().err

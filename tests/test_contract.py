@@ -73,7 +73,9 @@ def test_schemathesis_finds_nothing(tmp_path: Path, pool_file: Path, upstream) -
             "BANDIT_ROUTER_CONTRACT_UPSTREAM": upstream.url("ok"),
             "PYTHONPATH": os.pathsep.join([str(HOOKS.parent), os.environ.get("PYTHONPATH", "")]),
         }
-        run = subprocess.run(cmd, env=st_env, capture_output=True, text=True, timeout=900)
+        run = subprocess.run(
+            cmd, env=st_env, cwd=tmp_path, capture_output=True, text=True, timeout=900
+        )
     (tmp_path / "schemathesis.txt").write_text(run.stdout + run.stderr)
     if os.environ.get("BANDIT_ROUTER_CONTRACT_OUT"):  # the whole output, for whoever debugs
         Path(os.environ["BANDIT_ROUTER_CONTRACT_OUT"]).write_text(run.stdout + run.stderr)
