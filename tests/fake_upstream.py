@@ -72,25 +72,32 @@ def _fake_app(state: FakeUpstream) -> Starlette:
 
 
 @contextmanager
-def running_upstream() -> Iterator[FakeUpstream]:
-    state = FakeUpstream()
+def serving_in_thread(app: Any, **config: Any) -> Iterator[int]:
+    """An ASGI app under uvicorn in a thread of this process, on a free loopback port."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    state.port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        _fake_app(state), log_level="warning", lifespan="off", timeout_graceful_shutdown=1
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", **config))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while not server.started:
-        assert time.monotonic() < deadline, "the fake upstream did not start"
+        assert time.monotonic() < deadline, "the server did not start"
         time.sleep(0.01)
-    yield state
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    try:
+        yield int(sock.getsockname()[1])
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@contextmanager
+def running_upstream() -> Iterator[FakeUpstream]:
+    state = FakeUpstream()
+    app = _fake_app(state)
+    with serving_in_thread(app, lifespan="off", timeout_graceful_shutdown=1) as port:
+        state.port = port
+        yield state
 
 
 def closed_port_url() -> str:

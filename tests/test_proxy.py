@@ -228,27 +228,12 @@ def test_stream_length_counts_events_split_anywhere() -> None:
 @pytest.fixture
 def served(settings, runtime):  # type: ignore[no-untyped-def]
     """The app on a real loopback port (the OpenAI SDK speaks HTTP, not ASGI)."""
-    import socket
-    import threading
-
-    import uvicorn
+    from fake_upstream import serving_in_thread
 
     from bandit_router.api.app import create_app
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(create_app(settings, runtime), log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the app did not start"
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with serving_in_thread(create_app(settings, runtime)) as port:
+        yield f"http://127.0.0.1:{port}/v1"
 
 
 def decision_count(runtime) -> int:  # type: ignore[no-untyped-def]
