@@ -1,4 +1,5 @@
-"""The `bandit-router` command."""
+"""The `bandit-router` command: serve the router, manage its keys and store, train and benchmark
+offline. Paths are relative to the directory it is run from."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from bandit_router.config import ConfigError, Settings, load_settings
+from bandit_router.config import ConfigError, Settings, UserError, load_settings
+from bandit_router.policy.pool import PoolFileError
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -25,11 +27,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from bandit_router.api.app import create_app
+    from bandit_router.api.server import uvicorn_options
+    from bandit_router.runtime import checked_pool_file
 
     workers = args.workers or settings.serve_workers
     if workers > 1 and settings.database_url.startswith("sqlite"):
         print(f"bandit-router: {SQLITE_ONE_PROCESS}", file=sys.stderr)
         return 2
+    checked_pool_file(settings)  # a bad pool file: one line now, not a traceback at start-up
     refused = _bind_refused(settings, args.host)
     if refused:
         print(f"bandit-router: {refused}", file=sys.stderr)
@@ -38,7 +43,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         "bandit-router.db"
     ):
         logging.getLogger("bandit_router").info("database: %s", settings.database_url)
-    common = {"host": args.host, "port": args.port, "log_level": args.log_level}
+    common = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": args.log_level,
+        **uvicorn_options(settings),
+    }
     if workers == 1:
         uvicorn.run(create_app(settings), **common)
     else:
@@ -161,7 +171,7 @@ def cmd_bench_load(args: argparse.Namespace, settings: Settings) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bandit-router", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command")
 
     s = sub.add_parser("serve", help="run the HTTP service")
     s.add_argument("--host", default="127.0.0.1")
@@ -231,18 +241,25 @@ def _extensions() -> list[Callable[[Any], None]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"bandit-router: {exc}", file=sys.stderr)
-        return 2
+    if not args.verbose:  # "Running upgrade ..." lines on every command that opens the store
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     handler: Handler = args.func
-    return handler(args, settings)
+    try:
+        return handler(args, load_settings())
+    except (UserError, PoolFileError) as exc:
+        print(f"bandit-router: {exc}", file=sys.stderr)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        print(f"bandit-router: {exc.strerror or exc}: {exc.filename}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -10,12 +11,15 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 RESOURCES = Path(__file__).resolve().parent / "resources"
+ENV_PREFIX = "BANDIT_ROUTER_"
+UPSTREAM_KEY_PREFIX = ENV_PREFIX + "UPSTREAM_KEY_"  # no setting is named like this
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,199}")
 EXAMPLE_POOL = RESOURCES / "example_pool.yaml"
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="BANDIT_ROUTER_", env_file=".env", extra="ignore", validate_default=True
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", validate_default=True
     )
 
     # Storage
@@ -91,6 +95,17 @@ class Settings(BaseSettings):
     proxy_timeout_seconds: float = Field(default=120.0, gt=0)  # per upstream attempt
     proxy_max_attempts: int = Field(default=3, ge=1)  # the chosen model plus fallbacks
     log_format: Literal["text", "json"] = "text"
+    # Upstream keys: a model's api_key_env may name BANDIT_ROUTER_UPSTREAM_KEY_<anything> or one of
+    # these (comma-separated), fixed at start, so an admin key cannot read any other variable of
+    # the process (the database URL, say) by sending it to an upstream of its choosing.
+    upstream_api_key_envs: str = ""
+
+    # Connections (uvicorn): beyond LIMIT_CONCURRENCY open connections or requests, new requests
+    # get 503 at once; an idle keep-alive connection is closed after TIMEOUT_KEEP_ALIVE seconds.
+    limit_concurrency: int | None = Field(default=1000, ge=1)
+    timeout_keep_alive_seconds: int = Field(default=5, ge=1)
+    backlog: int = Field(default=2048, ge=1)
+    max_header_bytes: int = Field(default=65_536, ge=4096)  # one request's headers (h11)
 
     # Gold audits and bias-corrected retraining
     audit_rate_floor: float = Field(default=0.02, ge=0, le=1)  # every decision: π >= this
@@ -134,6 +149,22 @@ class Settings(BaseSettings):
             raise ValueError("must contain --cb_adf (the policy scores each model as an action)")
         return v
 
+    @field_validator("upstream_api_key_envs")
+    @classmethod
+    def _key_envs(cls, v: str) -> str:
+        for name in (n.strip() for n in v.split(",") if n.strip()):
+            if not ENV_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+            if name.startswith(ENV_PREFIX) and not name.startswith(UPSTREAM_KEY_PREFIX):
+                raise ValueError(
+                    f"{name} is a {ENV_PREFIX}* name: the router's own settings are no upstream key"
+                )
+        return v
+
+    @property
+    def upstream_key_envs(self) -> frozenset[str]:
+        return frozenset(n.strip() for n in self.upstream_api_key_envs.split(",") if n.strip())
+
     def preset_lambda(self, preset: str) -> float:
         return {
             "quality": self.preset_quality,
@@ -142,7 +173,12 @@ class Settings(BaseSettings):
         }[preset]
 
 
-class ConfigError(RuntimeError):
+class UserError(Exception):
+    """A mistake in what the user gave (a path, a file's contents, an option): the command line
+    prints its message as one line and exits 2, without a traceback."""
+
+
+class ConfigError(UserError, RuntimeError):
     """Raised at start when a setting is invalid; the message names the environment variable."""
 
 

@@ -13,13 +13,14 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from bandit_router.api.metrics import instrument_jobs
-from bandit_router.config import Settings
+from bandit_router.config import ConfigError, Settings
 from bandit_router.embed.service import EmbeddingService, TextEncoder
 from bandit_router.jobs.lock import SchedulerOwnership
 from bandit_router.jobs.runner import JOBS, JobRunner
 from bandit_router.policy.decide import Policy
-from bandit_router.policy.pool import ModelSpec, load_pool_file
+from bandit_router.policy.pool import ModelSpec, ModelSpecIn, PoolFileError, load_pool_file
 from bandit_router.policy.service import ensure_active_policy, load_policy
+from bandit_router.pool_checks import key_env_refused, model_warnings, numbers_problem
 from bandit_router.routing import exploration_config
 from bandit_router.store import repository as repo
 from bandit_router.store.db import (
@@ -67,6 +68,9 @@ class Runtime:
         self.policy: Policy | None = None
         self._fingerprint: tuple[Any, Any] = (None, None)
         self.refresh()
+        for model in self.pool.values():  # what the first request would otherwise find out
+            for warning in model_warnings(model, settings) if model.enabled else []:
+                log.warning("model %s: %s", model.name, warning)
         # Timed per kind for /metrics; wrapping here keeps jobs/ free of metrics code.
         jobs = instrument_jobs(JOBS)
         self.runner = JobRunner(self.engine, settings, jobs=jobs, on_success=self.refresh)
@@ -83,7 +87,10 @@ class Runtime:
             if force or fingerprint[1] != self._fingerprint[1]:
                 pool = {r["name"]: ModelSpec.from_row(r) for r in repo.list_models(conn)}
                 # Derived once per pool change, not per request (the route path reads it twice).
-                self.enabled_models = [m for m in pool.values() if m.enabled]
+                # A model whose numbers cannot price a query is never routed, whatever stored it.
+                self.enabled_models = [
+                    m for m in pool.values() if m.enabled and numbers_problem(m) is None
+                ]
                 self.pool = pool
         policy_id = fingerprint[0]
         if policy_id is not None and (self.policy is None or self.policy.version != policy_id):
@@ -114,9 +121,25 @@ def prepare_database(engine: Engine, settings: Settings) -> None:
             f"database {make_url(url).render_as_string(hide_password=True)} is not at the newest "
             "schema: run `bandit-router migrate` first"
         )
-    specs = load_pool_file(settings.pool_file)
+    specs = checked_pool_file(settings)
     with engine.begin() as conn:
         added = repo.seed_models(conn, [s.model_dump() for s in specs])
     if added:
         log.info("added models from %s: %s", settings.pool_file, ", ".join(added))
     ensure_active_policy(engine, settings.vw_args)
+
+
+def checked_pool_file(settings: Settings) -> list[ModelSpecIn]:
+    """The pool file's models, refused whole (ConfigError) when one has numbers that cannot price
+    a query or takes its key from a variable outside the allow-list."""
+    try:
+        specs = load_pool_file(settings.pool_file)
+    except PoolFileError as exc:
+        raise ConfigError(str(exc)) from None
+    for spec in specs:
+        problem = numbers_problem(ModelSpec(**spec.model_dump())) or (
+            key_env_refused(spec.api_key_env, settings) if spec.api_key_env else None
+        )
+        if problem:
+            raise ConfigError(f"pool file {settings.pool_file}, model {spec.name}: {problem}")
+    return specs

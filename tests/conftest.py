@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fake_upstream import FakeUpstream, closed_port_url, running_upstream
 from sqlalchemy import create_engine, text
 
 from bandit_router.config import Settings, load_settings
@@ -21,6 +22,7 @@ SHARED_DATA = Path(
     )
 )
 
+SECRET_ENV = "BANDIT_ROUTER_UPSTREAM_KEY_TEST"  # allowed by its prefix (pool_checks.py)
 POOL_YAML = """
 models:
   - {name: strong, input_price: 10.0, output_price: 30.0, expected_output_tokens: 300}
@@ -184,14 +186,39 @@ def restore_logging():  # type: ignore[no-untyped-def]
     import logging
 
     root = logging.getLogger()
-    saved_root = (root.level, [(h, h.formatter) for h in root.handlers])
+    saved_root = (root.level, [(h, h.formatter, h.filters[:]) for h in root.handlers])
     loggers = [logging.getLogger(n) for n in ("uvicorn", "uvicorn.error", "uvicorn.access")]
     saved = {lg.name: (lg.handlers[:], lg.propagate, lg.disabled) for lg in loggers}
+    saved_filters = {h: h.filters[:] for lg in loggers for h in lg.handlers}
     yield
     root.setLevel(saved_root[0])
-    root.handlers = [h for h, _ in saved_root[1]]
-    for handler, formatter in saved_root[1]:
+    root.handlers = [h for h, _, _ in saved_root[1]]
+    for handler, formatter, filters in saved_root[1]:
         handler.setFormatter(formatter)
+        handler.filters = filters
     for name, (handlers, propagate, disabled) in saved.items():
         lg = logging.getLogger(name)
         lg.handlers, lg.propagate, lg.disabled = handlers, propagate, disabled
+    for handler, filters in saved_filters.items():
+        handler.filters = filters
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[FakeUpstream]:
+    with running_upstream() as state:
+        yield state
+
+
+@pytest.fixture
+def wire(client, upstream, monkeypatch):  # type: ignore[no-untyped-def]
+    """wire(strong="ok", mid="fail", ...): point pool models at fake upstream behaviours."""
+    monkeypatch.setenv(SECRET_ENV, "sk-upstream-secret")
+
+    def set_up(**behaviours: str) -> None:
+        upstream.calls.clear()
+        for model, behaviour in behaviours.items():
+            url = closed_port_url() if behaviour == "down" else upstream.url(behaviour)
+            patch = {"base_url": url, "api_key_env": SECRET_ENV}
+            assert client.patch(f"/v1/admin/models/{model}", json=patch).status_code == 200
+
+    return set_up

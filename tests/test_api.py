@@ -70,7 +70,7 @@ def test_messages_form(client) -> None:  # type: ignore[no-untyped-def]
         ({"prompt": "hi", "lambda": -0.5}, "lambda"),
         ({"prompt": "hi", "models": ["gpt-99"]}, "unknown models: gpt-99"),
         ({"prompt": "hi", "exclude": ["nope"]}, "unknown models: nope"),
-        ({"prompt": "hi", "models": []}, "at least one model"),
+        ({"prompt": "hi", "models": []}, "at least 1 item"),
         ({"prompt": "hi", "exclude": ["strong", "mid", "cheap"]}, "no candidate model"),
         ({"prompt": "hi", "lambda": 1, "preset": "cost"}, "not both"),
         ({"prompt": "hi", "preset": "fastest"}, "preset"),
@@ -126,21 +126,52 @@ def test_feedback_is_idempotent(client) -> None:  # type: ignore[no-untyped-def]
     assert client.post("/v1/feedback", json=body).status_code == 201
     again = client.post("/v1/feedback", json=body)
     assert again.status_code == 200 and again.json()["status"] == "duplicate"
-    keyed = {**body, "value": 1, "idempotency_key": "k1"}
+    keyed = {**body, "type": "reward", "value": 0.3, "idempotency_key": "k1"}
     assert client.post("/v1/feedback", json=keyed).status_code == 201
-    assert client.post("/v1/feedback", json={**keyed, "value": 2}).json()["status"] == "duplicate"
-    assert len(client.get(f"/v1/decisions/{did}").json()["feedback"]) == 2
+    again = client.post("/v1/feedback", json=keyed)
+    assert again.status_code == 200 and again.json() == {**again.json(), "reward": 0.3}
+    # The same key with another body is a client's mistake, said so (Stripe-style), not a
+    # "duplicate" that reports the new value while the old one stays stored.
+    clash = client.post("/v1/feedback", json={**keyed, "value": 0.9})
+    assert clash.status_code == 409, clash.text
+    assert "idempotency key k1 was already used" in clash.json()["detail"]
+    assert "stored reward is 0.3" in clash.json()["detail"]
+    stored = client.get(f"/v1/decisions/{did}").json()["feedback"]
+    assert [f["reward"] for f in stored] == [1.0, 0.3]
+
+
+def test_pairwise_feedback_names_a_real_other_model(client) -> None:  # type: ignore[no-untyped-def]
+    out = route(client)
+    did, own = out["decision_id"], out["model"]
+    other = next(m for m in ("strong", "mid", "cheap") if m != own)
+    pair = {"decision_id": did, "type": "pairwise", "value": "win"}
+    assert client.post("/v1/feedback", json={**pair, "other_model": other}).status_code == 201
+    r = client.post("/v1/feedback", json={**pair, "other_model": own})
+    assert r.status_code == 422 and "the model that answered" in r.json()["detail"]
+    r = client.post("/v1/feedback", json={**pair, "other_model": "gpt-9"})
+    assert r.status_code == 422 and "not a model of the pool" in r.json()["detail"]
+    third = next(m for m in ("strong", "mid", "cheap") if m not in (own, other))
+    client.patch(f"/v1/admin/models/{third}", json={"enabled": False})
+    r = client.post("/v1/feedback", json={**pair, "other_model": third})
+    assert r.status_code == 422 and "is disabled" in r.json()["detail"]
+    ghost = {**pair, "decision_id": "0" * 32, "other_model": other}
+    assert client.post("/v1/feedback", json=ghost).status_code == 404
+    stored = client.get(f"/v1/decisions/{did}").json()["feedback"]
+    assert [f["other_model"] for f in stored] == [other]  # no phantom model was stored
 
 
 @pytest.mark.parametrize(
     ("body", "message"),
     [
         ({"type": "thumbs", "value": "sideways"}, "'up' or 'down'"),
-        ({"type": "rating", "value": 6}, "from 1 to 5"),
-        ({"type": "rating", "value": 2.5}, "from 1 to 5"),
-        ({"type": "reward", "value": 1.5}, "[0, 1]"),
+        ({"type": "rating", "value": 6}, "less than or equal to 5"),
+        ({"type": "rating", "value": 2.5}, "valid integer"),
+        ({"type": "rating", "value": True}, "valid integer"),
+        ({"type": "reward", "value": 1.5}, "less than or equal to 1"),
+        ({"type": "reward", "value": "0.5"}, "valid number"),
         ({"type": "pairwise", "value": "win"}, "other_model"),
-        ({"type": "thumbs", "value": "up", "other_model": "x"}, "only for pairwise"),
+        ({"type": "pairwise", "value": "win", "other_model": "gpt-9"}, "not a model of the pool"),
+        ({"type": "thumbs", "value": "up", "other_model": "x"}, "other_model"),
         ({"type": "stars", "value": 3}, "type"),
         ({"type": "thumbs", "value": "up", "source": "robot"}, "source"),
         ({"type": "thumbs", "value": "up", "output_tokens": -1}, "output_tokens"),

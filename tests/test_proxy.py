@@ -1,134 +1,34 @@
-"""The OpenAI-compatible proxy against a fake upstream: a real HTTP server on a loopback port that
-answers, streams, fails with 500, refuses with 400 or hangs, depending on the URL it is given."""
+"""The OpenAI-compatible proxy against a fake upstream (tests/fake_upstream.py): a real HTTP server
+on a loopback port that answers, streams, fails with 500, refuses with 400 or hangs, depending on
+the URL it is given."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from conftest import SECRET_ENV
 
 from bandit_router.api.proxy import (
     StreamLength,
+    Upstream,
     UpstreamFailed,
     answer_tokens,
     fallback_order,
     forward,
 )
+from bandit_router.config import load_settings
 from bandit_router.policy.decide import Choice
 from bandit_router.policy.pool import ModelSpec
 from bandit_router.store.keys import served_by
 
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-SECRET_ENV = "BR_TEST_UPSTREAM_KEY"
 CHAT = {"model": "router", "messages": [{"role": "user", "content": "Write a haiku about rain."}]}
-
-
-@dataclass
-class FakeUpstream:
-    port: int = 0
-    calls: list[dict[str, Any]] = field(default_factory=list)
-
-    def url(self, behaviour: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{behaviour}/v1"
-
-    def calls_to(self, behaviour: str) -> list[dict[str, Any]]:
-        return [c for c in self.calls if c["behaviour"] == behaviour]
-
-
-def _completion(model: str) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-1",
-        "object": "chat.completion",
-        "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": f"hi from {model}"}}],
-        "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15},
-    }
-
-
-async def _sse(model: str) -> AsyncIterator[bytes]:
-    for word in ("soft", "rain", "falls"):
-        chunk = {"model": model, "choices": [{"index": 0, "delta": {"content": word}}]}
-        yield f"data: {json.dumps(chunk)}\n\n".encode()
-        await asyncio.sleep(0.01)
-    yield b"data: [DONE]\n\n"
-
-
-def _fake_app(state: FakeUpstream) -> Starlette:
-    async def chat(request: Request) -> Response:
-        behaviour = request.path_params["behaviour"]
-        body = await request.json()
-        state.calls.append(
-            {"behaviour": behaviour, "auth": request.headers.get("authorization"), "body": body}
-        )
-        if behaviour == "fail":
-            return JSONResponse({"error": {"message": "upstream exploded"}}, 500)
-        if behaviour == "reject":
-            return JSONResponse({"error": {"message": "bad parameter: temperature"}}, 400)
-        if behaviour == "hang":
-            await asyncio.sleep(3)
-        if body.get("stream"):
-            return StreamingResponse(_sse(body["model"]), media_type="text/event-stream")
-        return JSONResponse(_completion(body["model"]))
-
-    return Starlette(routes=[Route("/{behaviour}/v1/chat/completions", chat, methods=["POST"])])
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    state = FakeUpstream()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    state.port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        _fake_app(state), log_level="warning", lifespan="off", timeout_graceful_shutdown=1
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the fake upstream did not start"
-        time.sleep(0.01)
-    yield state
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
-
-
-def closed_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/v1"  # nothing listens there: connection refused
-
-
-@pytest.fixture
-def wire(client, upstream, monkeypatch):  # type: ignore[no-untyped-def]
-    """wire(strong="ok", mid="fail", ...): point pool models at fake upstream behaviours."""
-    monkeypatch.setenv(SECRET_ENV, "sk-upstream-secret")
-
-    def set_up(**behaviours: str) -> None:
-        upstream.calls.clear()
-        for model, behaviour in behaviours.items():
-            url = closed_port_url() if behaviour == "down" else upstream.url(behaviour)
-            patch = {"base_url": url, "api_key_env": SECRET_ENV}
-            assert client.patch(f"/v1/admin/models/{model}", json=patch).status_code == 200
-
-    return set_up
 
 
 def test_forwards_to_the_chosen_model(client, upstream, wire) -> None:  # type: ignore[no-untyped-def]
@@ -244,9 +144,11 @@ def test_client_errors_pass_through_without_fallback(client, upstream, wire) -> 
         ({**CHAT, "model": "gpt-4o"}, 422, "'model' must be 'router'"),
         ({**CHAT, "model": "router:fastest"}, 422, "preset"),
         ({**CHAT, "model": "router:lambda=-1"}, 422, "lambda"),
-        ({"model": "router"}, 422, "'messages' must be a non-empty list"),
-        ({"model": "router", "messages": [{"role": "user", "content": "  "}]}, 422, "empty"),
-        ([1, 2], 422, "dictionary"),
+        ({"model": "router"}, 422, "messages: Field required"),
+        ({"model": "router", "messages": []}, 422, "at least 1 item"),
+        ({"model": "router", "messages": [{"role": "user", "content": "  "}]}, 422, "no user"),
+        ({**CHAT, "messages": [{"role": "system", "content": "Be brief."}]}, 422, "no user"),
+        ([1, 2], 422, "valid dictionary"),
         (CHAT, 502, "no enabled model has a base_url"),
     ],
 )
@@ -285,7 +187,8 @@ def test_a_hanging_upstream_times_out_as_a_fallback_worthy_failure(upstream) -> 
 
     async def call() -> None:
         async with httpx.AsyncClient(timeout=0.3) as http:
-            await forward(http, spec, {"model": "m", "messages": []}, stream=False)
+            upstream = Upstream(http, 1, load_settings())
+            await forward(upstream, spec, {"model": "m", "messages": []}, stream=False)
 
     with pytest.raises(UpstreamFailed, match="timed out"):
         asyncio.run(call())
@@ -320,3 +223,77 @@ def test_stream_length_counts_events_split_anywhere() -> None:
     # A final usage chunk (stream_options.include_usage) is the upstream's own count: it wins.
     length.feed(b'data: {"choices": [], "usage": {"completion_tokens": 9}}\n\n')
     assert length.tokens() == 9
+
+
+@pytest.fixture
+def served(settings, runtime):  # type: ignore[no-untyped-def]
+    """The app on a real loopback port (the OpenAI SDK speaks HTTP, not ASGI)."""
+    from fake_upstream import serving_in_thread
+
+    from bandit_router.api.app import create_app
+
+    with serving_in_thread(create_app(settings, runtime)) as port:
+        yield f"http://127.0.0.1:{port}/v1"
+
+
+def decision_count(runtime) -> int:  # type: ignore[no-untyped-def]
+    from sqlalchemy import func, select
+
+    from bandit_router.store.models import Decision
+
+    with runtime.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(Decision)).scalar_one())
+
+
+@SQLITE_ONLY
+def test_the_openai_sdk_retrying_a_502_logs_one_decision(served, runtime, wire) -> None:  # type: ignore[no-untyped-def]
+    import openai
+
+    wire(strong="fail", mid="down", cheap="fail")
+    client = openai.OpenAI(base_url=served, api_key="unused", max_retries=2)
+    before = decision_count(runtime)
+    with pytest.raises(openai.InternalServerError) as failed:
+        client.chat.completions.create(model="router", messages=CHAT["messages"])
+    assert failed.value.status_code == 502
+    assert decision_count(runtime) == before + 1  # three tries, one decision
+    decision_id = failed.value.response.headers["x-bandit-router-decision-id"]
+    answer = client.get(f"/decisions/{decision_id}", cast_to=dict)["proxy"]
+    assert answer["status"] == 502 and len(answer["attempts"]) == 9  # 3 tries x 3 models
+
+    # Once an upstream is back, a retry with the same Idempotency-Key answers the same decision.
+    wire(strong="fail", mid="down", cheap="ok")
+    keyed = {"Idempotency-Key": "order-17"}
+    first = client.chat.completions.with_raw_response.create(
+        model="router:quality", messages=CHAT["messages"], extra_headers=keyed
+    )
+    again = client.chat.completions.with_raw_response.create(
+        model="router:quality", messages=CHAT["messages"], extra_headers=keyed
+    )
+    assert (
+        first.headers["x-bandit-router-decision-id"] == again.headers["x-bandit-router-decision-id"]
+    )
+    assert again.parse().choices[0].message.content == "hi from cheap"
+    assert decision_count(runtime) == before + 2
+    with pytest.raises(openai.ConflictError, match="already used for a different request body"):
+        client.chat.completions.create(
+            model="router:cost", messages=CHAT["messages"], extra_headers=keyed
+        )
+    assert decision_count(runtime) == before + 2
+
+
+@SQLITE_ONLY
+def test_a_retry_header_reuses_only_the_same_callers_same_body(client, runtime, wire) -> None:  # type: ignore[no-untyped-def]
+    wire(strong="ok", mid="ok", cheap="ok")
+
+    def ask(body: dict[str, Any], retry: str) -> str:
+        r = client.post(
+            "/v1/chat/completions", json=body, headers={"x-stainless-retry-count": retry}
+        )
+        assert r.status_code == 200, r.text
+        return r.headers["x-bandit-router-decision-id"]
+
+    first = ask(CHAT, "0")
+    assert ask(CHAT, "1") == first  # the SDK's retry of the same body
+    assert ask(CHAT, "0") != first  # a new request that happens to say the same
+    other = {**CHAT, "temperature": 0.1}
+    assert ask(other, "1") != first  # a retry of something never seen: a new decision

@@ -12,42 +12,26 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, inspect
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bandit_router.api import metrics
+from bandit_router.api.errors import error_response
 from bandit_router.api.logging import bind_key
+from bandit_router.api.openapi import is_open
 from bandit_router.config import ConfigError, Settings
 from bandit_router.store import keys as store
 from bandit_router.store.db import make_engine
 
 log = logging.getLogger(__name__)
 
-OPEN_PATHS = frozenset(
-    {"/healthz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
-)
 # Which roles may call a path: admin can do everything; client and grader are disjoint.
 GRANTS = {"client": {"client", "admin"}, "grader": {"grader", "admin"}, "admin": {"admin"}}
 SCOPE_KEY = "bandit_router.api_key"
-OPENAI_PATHS = ("/v1/chat/",)
-_OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
-
-
-def error_response(
-    path: str, status: int, detail: str, headers: Mapping[str, str] | None = None, **extra: Any
-) -> JSONResponse:
-    """The API's error body, {"detail": ...}. On OpenAI-compatible paths it also has OpenAI's
-    {"error": {"message", "type", "code"}}, the part OpenAI SDKs show in their exceptions."""
-    body: dict[str, Any] = {"detail": detail, **extra}
-    if path.startswith(OPENAI_PATHS):
-        kind = _OPENAI_TYPES.get(status, "invalid_request_error" if status < 500 else "api_error")
-        body["error"] = {"message": detail, "type": kind, "code": status}
-    return JSONResponse(body, status, headers)
 
 
 @dataclass(frozen=True)
@@ -139,7 +123,7 @@ class AuthMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             scope["type"] != "http"
-            or scope["path"] in OPEN_PATHS
+            or is_open(scope["path"])
             or not auth_enforced(self.settings, self.keys)
         ):
             await self.app(scope, receive, send)

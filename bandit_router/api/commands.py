@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
 
-from bandit_router.config import Settings
+from bandit_router.config import Settings, UserError
 from bandit_router.store import keys as store
 from bandit_router.store.db import make_engine, migrate, schema_is_current
 
@@ -42,7 +42,7 @@ def _transaction(settings: Settings) -> Iterator[Connection]:
     engine = make_engine(url)
     try:
         if not schema_is_current(engine):
-            raise SystemExit("bandit-router: the database is not at the newest schema: run migrate")
+            raise UserError("the database is not at the newest schema: run migrate")
         with engine.begin() as conn:
             yield conn
     finally:

@@ -15,7 +15,8 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bandit_router.api import metrics
-from bandit_router.api.auth import error_response, request_key
+from bandit_router.api.auth import request_key
+from bandit_router.api.errors import error_response
 from bandit_router.config import Settings
 
 

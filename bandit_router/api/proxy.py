@@ -4,6 +4,7 @@ upstream fails (connect error, timeout, 429, 5xx). Streams (SSE) pass through as
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -13,30 +14,37 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import httpx
-from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
 
 from bandit_router.api import metrics
+from bandit_router.api.auth import request_key
 from bandit_router.api.deps import get_runtime
+from bandit_router.api.errors import ErrorBody
+from bandit_router.api.retries import (
+    RETRY_HEADER,
+    KeyReused,
+    ProxyCall,
+    earlier_decision,
+    proxy_call,
+    routed_again,
+)
 from bandit_router.api.routing import Routed, route_request, select_candidates
-from bandit_router.api.schemas import RouteRequest
+from bandit_router.api.schemas import ChatRequest
+from bandit_router.api.strict_json import StrictJSONRoute
 from bandit_router.config import Settings
 from bandit_router.policy.decide import Choice
 from bandit_router.policy.pool import ModelSpec
+from bandit_router.pool_checks import key_env_refused
 from bandit_router.runtime import Runtime
 from bandit_router.store import keys as edge_store
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["proxy"])
+router = APIRouter(tags=["proxy"], route_class=StrictJSONRoute)
 
 DECISION_HEADER = "x-bandit-router-decision-id"
 MODEL_HEADER = "x-bandit-router-model"
-MODEL_HELP = (
-    "'model' must be 'router', 'router:<preset>' (quality, balanced, cost) or "
-    "'router:lambda=<number>'"
-)
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,7 @@ class Upstream:
 
     client: httpx.AsyncClient
     max_attempts: int
+    settings: Settings
 
 
 @contextlib.asynccontextmanager
@@ -52,7 +61,7 @@ async def upstream_client(app: FastAPI, settings: Settings) -> AsyncIterator[Non
     seconds = settings.proxy_timeout_seconds
     timeout = httpx.Timeout(seconds, connect=min(5.0, seconds))
     async with httpx.AsyncClient(timeout=timeout) as client:
-        app.state.upstream = Upstream(client, settings.proxy_max_attempts)
+        app.state.upstream = Upstream(client, settings.proxy_max_attempts, settings)
         yield
 
 
@@ -65,29 +74,6 @@ class UpstreamFailed(Exception):
 
 
 # --- from the OpenAI request to a routing request -----------------------------------------------
-
-
-def router_options(model: object) -> dict[str, Any]:
-    """'router' -> {}, 'router:cost' -> preset, 'router:lambda=0.3' -> lambda."""
-    if not isinstance(model, str) or not (model == "router" or model.startswith("router:")):
-        raise HTTPException(422, f"{MODEL_HELP}; got {model!r}")
-    option = model.removeprefix("router").removeprefix(":")
-    if not option:
-        return {}
-    if option.startswith("lambda="):
-        return {"lambda": option.removeprefix("lambda=")}  # RouteRequest checks the number
-    return {"preset": option}
-
-
-def chat_route_request(body: dict[str, Any]) -> RouteRequest:
-    options = router_options(body.get("model"))
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise HTTPException(422, "'messages' must be a non-empty list of chat messages")
-    try:
-        return RouteRequest.model_validate({"messages": messages, **options})
-    except ValidationError as exc:
-        raise RequestValidationError(exc.errors()) from None
 
 
 def proxyable(candidates: list[ModelSpec]) -> list[ModelSpec]:
@@ -115,9 +101,12 @@ def fallback_order(choice: Choice, limit: int) -> list[str]:
 # --- talking to upstreams -----------------------------------------------------------------------
 
 
-def upstream_headers(spec: ModelSpec) -> dict[str, str]:
+def upstream_headers(spec: ModelSpec, settings: Settings) -> dict[str, str]:
     if not spec.api_key_env:
         return {}  # e.g. a local vLLM or Ollama server without keys
+    refused = key_env_refused(spec.api_key_env, settings)  # e.g. stored before the allow-list
+    if refused:
+        raise UpstreamFailed(refused)
     secret = os.environ.get(spec.api_key_env)
     if not secret:
         raise UpstreamFailed(f"its api_key_env {spec.api_key_env} is not set in the environment")
@@ -125,15 +114,16 @@ def upstream_headers(spec: ModelSpec) -> dict[str, str]:
 
 
 async def forward(
-    client: httpx.AsyncClient, spec: ModelSpec, payload: dict[str, Any], stream: bool
+    upstream: Upstream, spec: ModelSpec, payload: dict[str, Any], stream: bool
 ) -> httpx.Response:
     """Send to one upstream. A non-streamed answer is read here, so a timeout while reading it
     is still a failure that can fall back; a stream is returned once its headers arrived."""
     assert spec.base_url is not None
     url = spec.base_url.rstrip("/") + "/chat/completions"
     try:
-        request = client.build_request("POST", url, json=payload, headers=upstream_headers(spec))
-        response = await client.send(request, stream=True)
+        headers = upstream_headers(spec, upstream.settings)
+        request = upstream.client.build_request("POST", url, json=payload, headers=headers)
+        response = await upstream.client.send(request, stream=True)
     except httpx.TimeoutException:
         raise UpstreamFailed("timed out") from None
     except (httpx.HTTPError, httpx.InvalidURL) as exc:  # a bad base_url is this model's failure
@@ -156,9 +146,11 @@ async def first_answer(
     """Try the chosen model, then the fallbacks: (who answered, the answer, every attempt)."""
     stream = body.get("stream") is True
     attempts: list[dict[str, Any]] = []
-    for name in fallback_order(routed.choice, upstream.max_attempts):
+    # A retried decision's candidates may have lost their upstream since: only those left count.
+    order = [n for n in fallback_order(routed.choice, len(routed.choice.models)) if n in specs]
+    for name in order[: upstream.max_attempts]:
         try:
-            response = await forward(upstream.client, specs[name], {**body, "model": name}, stream)
+            response = await forward(upstream, specs[name], {**body, "model": name}, stream)
         except UpstreamFailed as exc:
             log.warning("upstream %s failed: %s", name, exc.reason)
             metrics.record_upstream(name, "failed")
@@ -291,22 +283,66 @@ def relay(
 # --- the endpoint -------------------------------------------------------------------------------
 
 
-@router.post("/v1/chat/completions", response_model=None)
+CHAT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "the upstream's answer, as it sent it (a stream is text/event-stream)",
+        "content": {"application/json": {"schema": {}}, "text/event-stream": {"schema": {}}},
+        "headers": {
+            DECISION_HEADER: {"schema": {"type": "string"}, "description": "for /v1/feedback"},
+            MODEL_HEADER: {"schema": {"type": "string"}, "description": "who answered"},
+        },
+    },
+    "4XX": {
+        "description": "the upstream's own client error (a bad parameter), relayed as it is",
+        "content": {"application/json": {"schema": {}}},
+    },
+    409: {
+        "model": ErrorBody,
+        "description": "the Idempotency-Key was used before with another body",
+    },
+    502: {
+        "model": ErrorBody,
+        "description": "no candidate has an upstream, or none answered (every error listed); "
+        "the decision stays logged and a retry reuses it",
+    },
+}
+
+
+@router.post("/v1/chat/completions", response_model=None, responses=CHAT_RESPONSES)
 async def chat_completions(
-    body: Annotated[dict[str, Any], Body()],
+    req: ChatRequest,
     request: Request,
     rt: Annotated[Runtime, Depends(get_runtime)],
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=200,
+            description="retries with the same key reuse the first try's decision",
+        ),
+    ] = None,
+    retry_count: Annotated[
+        str | None,
+        Header(
+            alias=RETRY_HEADER,
+            max_length=20,
+            description="sent by OpenAI's SDKs: a retry (> 0) of the same body reuses its decision",
+        ),
+    ] = None,
 ) -> Response:
     """`model`: 'router', 'router:<preset>' or 'router:lambda=<x>'; the rest is forwarded as is.
     The answer carries x-bandit-router-decision-id (for /v1/feedback) and x-bandit-router-model."""
-    req = chat_route_request(body)
-    candidates = proxyable(select_candidates(rt, req))
-    routed = await route_request(rt, req, candidates, endpoint="proxy")
-    specs = {m.name: m for m in candidates}
+    body: dict[str, Any] = await request.json()  # as sent: what is forwarded
+    key = request_key(request.scope)
+    call = proxy_call(key.prefix if key else "", idempotency_key, body, retry_count)
+    routed, specs = await _decision_for(rt, call, req)
     served, response, attempts = await first_answer(request.app.state.upstream, specs, routed, body)
     if served is None or response is None:
         await record_answer(rt, routed.decision_id, None, 502, attempts)
-        failures = "; ".join(f"{a['model']}: {a['error']}" for a in attempts)
+        failures = "; ".join(f"{a['model']}: {a['error']}" for a in attempts) or (
+            "none of its candidates has an upstream any more"
+        )
         raise HTTPException(
             502,
             f"no upstream model answered (decision {routed.decision_id}): {failures}",
@@ -316,3 +352,41 @@ async def chat_completions(
     tokens = answer_tokens(response, stream, rt.settings.chars_per_token)
     await record_answer(rt, routed.decision_id, served, response.status_code, attempts, tokens)
     return relay(rt, response, routed.decision_id, served, stream)
+
+
+async def _decision_for(
+    rt: Runtime, call: ProxyCall, req: ChatRequest
+) -> tuple[Routed, dict[str, ModelSpec]]:
+    """The decision this request repeats, or a new one logged with the request's identity."""
+    for _ in range(2):  # a concurrent twin may take the key between our look and our write
+        earlier = await asyncio.to_thread(_earlier, rt, call)
+        if earlier is not None:
+            routed = routed_again(earlier)
+            names = routed.choice.models
+            return routed, {n: rt.pool[n] for n in names if n in rt.pool and rt.pool[n].base_url}
+        route_req = req.route_request()
+        candidates = proxyable(select_candidates(rt, route_req))
+        try:
+            routed = await route_request(
+                rt,
+                route_req,
+                candidates,
+                endpoint="proxy",
+                record=lambda conn, decision_id: edge_store.record_request(
+                    conn, call.row(decision_id)
+                ),
+            )
+        except IntegrityError:
+            if call.key is None:
+                raise
+            continue
+        return routed, {m.name: m for m in candidates}
+    raise HTTPException(409, "a request with this Idempotency-Key is being logged; retry")
+
+
+def _earlier(rt: Runtime, call: ProxyCall) -> dict[str, Any] | None:
+    try:
+        with rt.engine.connect() as conn:
+            return earlier_decision(conn, call)
+    except KeyReused as exc:
+        raise HTTPException(409, str(exc), headers={"x-should-retry": "false"}) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -11,8 +12,10 @@ from sqlalchemy import Connection
 
 from bandit_router.api import metrics
 from bandit_router.api.deps import get_runtime
+from bandit_router.api.errors import ErrorBody, excerpt, names_excerpt
 from bandit_router.api.logging import bind_decision
-from bandit_router.api.schemas import CandidateOut, RouteRequest, RouteResponse
+from bandit_router.api.schemas import CandidateOut, DecisionOut, RouteRequest, RouteResponse
+from bandit_router.api.strict_json import StrictJSONRoute
 from bandit_router.embed.service import text_hash
 from bandit_router.policy.decide import Choice
 from bandit_router.policy.pool import ModelSpec
@@ -21,19 +24,21 @@ from bandit_router.runtime import Runtime
 from bandit_router.store import keys as edge_store
 from bandit_router.store import repository as repo
 
-router = APIRouter(tags=["routing"])
+router = APIRouter(tags=["routing"], route_class=StrictJSONRoute)
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
 def select_candidates(rt: Runtime, req: RouteRequest) -> list[ModelSpec]:
-    """The allow-list minus the exclusions, in pool order; unknown or disabled names are errors."""
+    """The allow-list minus the exclusions, in pool order; unknown or disabled names are errors
+    (a model whose prices cannot be used counts as disabled: it is never routed)."""
     for field, names in (("models", req.models), ("exclude", req.exclude)):
-        unknown = sorted({n for n in names or [] if n not in rt.pool})
+        unknown = {n for n in names or [] if n not in rt.pool}
         if unknown:
-            raise HTTPException(422, f"'{field}' names unknown models: {', '.join(unknown)}")
-    disabled = sorted({n for n in req.models or [] if not rt.pool[n].enabled})
+            raise HTTPException(422, f"'{field}' names unknown models: {names_excerpt(unknown)}")
+    enabled = {m.name for m in rt.enabled_models}
+    disabled = {n for n in req.models or [] if n not in enabled}
     if disabled:
-        raise HTTPException(422, f"'models' names disabled models: {', '.join(disabled)}")
+        raise HTTPException(422, f"'models' names disabled models: {names_excerpt(disabled)}")
     allowed = set(req.models) if req.models is not None else None
     excluded = set(req.exclude or [])
     out = [
@@ -77,10 +82,15 @@ class Routed:
 
 
 async def route_request(
-    rt: Runtime, req: RouteRequest, candidates: list[ModelSpec], endpoint: str = "route"
+    rt: Runtime,
+    req: RouteRequest,
+    candidates: list[ModelSpec],
+    endpoint: str = "route",
+    record: Callable[[Connection, str], None] | None = None,
 ) -> Routed:
     """The one routing code path (/v1/route and the OpenAI-compatible proxy): embed, decide,
-    commit the decision before returning it."""
+    commit the decision before returning it; `record` writes more about it in the same
+    transaction (the proxy: what identifies the request, for its retries)."""
     lam = (
         req.lam
         if req.lam is not None
@@ -109,7 +119,13 @@ async def route_request(
         preset=req.preset,
     )
     choice, row, audited = planned.choice, planned.row, planned.audited
-    await rt.writer.write(lambda conn: repo.insert_decision(conn, row, audited))
+
+    def write(conn: Connection) -> None:
+        repo.insert_decision(conn, row, audited)
+        if record is not None:
+            record(conn, decision_id)
+
+    await rt.writer.write(write)
     metrics.record_decision(choice.model, endpoint)
     if audited:
         metrics.record_audit("selected")
@@ -122,7 +138,12 @@ async def route(req: RouteRequest, rt: RuntimeDep) -> RouteResponse:
     return routed.response()
 
 
-@router.get("/v1/decisions/{decision_id}")
+@router.get(
+    "/v1/decisions/{decision_id}",
+    response_model=DecisionOut,
+    response_model_by_alias=True,
+    responses={404: {"model": ErrorBody, "description": "no such decision"}},
+)
 def get_decision(decision_id: str, rt: RuntimeDep) -> dict[str, Any]:
     with rt.engine.connect() as conn:
         return decision_view(conn, decision_id)
@@ -131,9 +152,8 @@ def get_decision(decision_id: str, rt: RuntimeDep) -> dict[str, Any]:
 def decision_view(conn: Connection, decision_id: str) -> dict[str, Any]:
     row = repo.get_decision(conn, decision_id)
     if row is None:
-        raise HTTPException(404, f"decision {decision_id} does not exist")
+        raise HTTPException(404, f"decision {excerpt(decision_id, 64)} does not exist")
     row.pop("embedding")
-    row["lambda"] = row.pop("lam")
     row["feedback"] = repo.list_feedback(conn, decision_id)
     row["proxy"] = edge_store.get_answer(conn, decision_id)  # who answered, if it was proxied
     return row

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bandit_router.cli import bench_group
-from bandit_router.config import Settings
+from bandit_router.config import Settings, UserError
 
 
 def cmd_bench_bias(args: argparse.Namespace, settings: Settings) -> int:
@@ -41,7 +41,7 @@ def cmd_bench_bias(args: argparse.Namespace, settings: Settings) -> int:
             Path(args.cache_dir),
         )
     except ValueError as exc:
-        raise SystemExit(f"bandit-router: {exc}") from exc
+        raise UserError(str(exc)) from exc
     brief = {
         m: {
             "value": round(s["value"]["mean"], 4),

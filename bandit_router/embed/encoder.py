@@ -57,7 +57,9 @@ class Encoder:
     def __init__(self, model_path: str | Path | None = None, threads: int | None = None) -> None:
         import torch
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
 
+        transformers_logging.disable_progress_bar()  # "Loading weights" on every load
         if threads:
             torch.set_num_threads(threads)
         path = resolve_model_path(model_path)

@@ -65,8 +65,10 @@ def _check_mean_pooling(model_path: Path) -> None:
 def _export(model_path: Path, out: Path) -> None:
     import torch
     from transformers import AutoModel
+    from transformers.utils import logging as transformers_logging
 
     _check_mean_pooling(model_path)
+    transformers_logging.disable_progress_bar()  # a "Loading weights" bar on every first start
     model = AutoModel.from_pretrained(str(model_path), local_files_only=True).eval()
 
     class MeanPooled(torch.nn.Module):
@@ -106,10 +108,11 @@ def _export(model_path: Path, out: Path) -> None:
 def _quantize_int8(src: Path, out: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    # The quantiser logs a line per tensor at INFO on the root logger.
+    # The quantiser logs a line per tensor at INFO on the root logger, and a WARNING advising
+    # shape pre-processing: noise on a first start, which a user can do nothing about.
     root = logging.getLogger()
     level = root.level
-    root.setLevel(logging.WARNING)
+    root.setLevel(logging.ERROR)
     try:
         # Per channel: per-tensor int8 gave mean cosine 0.958 to fp32 (min 0.93), per channel 0.992.
         quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8, per_channel=True)

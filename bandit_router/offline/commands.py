@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bandit_router.cli import bench_group
-from bandit_router.config import Settings
+from bandit_router.config import Settings, UserError
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
@@ -70,8 +70,9 @@ def cmd_warm_start(args: argparse.Namespace, settings: Settings) -> int:
     names = [rename.get(m, m) for m in router.models]
     keep = [k for k, m in enumerate(names) if m in pool]
     if not keep:
-        raise SystemExit(
-            f"none of the router's models {router.models} is in the pool {sorted(pool)}"
+        raise UserError(
+            f"none of the router's models {router.models} is in the pool {sorted(pool)}: "
+            "map them with --model-map router_name=pool_name"
         )
     prompts = sorted(set(read_table(Path(args.prompts))["prompt"].astype(str)))[: args.limit]
     X = _embed(settings, prompts, Path(args.cache_dir))
@@ -195,6 +196,21 @@ def cmd_loop(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# What `data import <format> PATH` reads: the files as their publishers ship them.
+IMPORT_PATHS = {
+    "routellm": "lm-sys/RouteLLM routellm/evals/mmlu/responses: a folder of mmlu_<subject>.csv "
+    "(or one file); gold",
+    "routerbench": "RouterBench zero-shot <task>_train.csv / <task>_test.csv (or a folder of "
+    "them); gold with cost_usd",
+    "mmlu_pro": "a folder with questions.parquet and correctness_long.parquet; gold",
+    "alpaca_eval": "a folder with annotations_compact.parquet and instructions.parquet; battles",
+    "arena_bench": "arena-hard-auto's arena-bench: a folder with question.jsonl and "
+    "judge_scores.parquet (answer_lengths.parquet optional); gold",
+    "arena_bench_battles": "the same folder; battles derived from the judge scores",
+    "judgebench": "ScalerLab/JudgeBench .jsonl files with 'judgments' (or a folder); verdicts",
+}
+
+
 def register(sub: Any) -> None:
     from bandit_router.offline.importers import IMPORTERS
 
@@ -202,9 +218,16 @@ def register(sub: Any) -> None:
     data = sub.add_parser("data", help="offline data sets").add_subparsers(
         dest="data", required=True
     )
-    s = data.add_parser("import", help="convert a published data set into our gold/battles format")
+    s = data.add_parser(
+        "import",
+        help="convert a published data set into our gold/battles format",
+        description="Convert a published data set into a gold table or battles (README, Warm "
+        "start). PATH is what the format's publisher ships:",
+        epilog="\n".join(f"  {name:<20} {what}" for name, what in IMPORT_PATHS.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     s.add_argument("format", choices=sorted(IMPORTERS))
-    s.add_argument("path")
+    s.add_argument("path", help="the data set's folder or file (see below)")
     s.add_argument("--out", required=True, help=".parquet, .csv or .jsonl")
     s.set_defaults(func=cmd_import)
 

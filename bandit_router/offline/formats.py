@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bandit_router.config import UserError
+
 logger = logging.getLogger(__name__)
 
 GOLD_REQUIRED = ("prompt_id", "prompt", "model", "score")
@@ -56,7 +58,7 @@ _TEXT_COLUMNS = (
 )
 
 
-class FormatError(ValueError):
+class FormatError(UserError, ValueError):
     """A file or table does not match the format it was read as."""
 
 

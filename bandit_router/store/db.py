@@ -32,6 +32,9 @@ def make_engine(
     it fails (and gets a 503) instead of hanging on the TCP connect. `background_checkpoint`
     (SQLite) leaves WAL checkpoints to a `WalCheckpointer` instead of the committing connection."""
     parsed = make_url(url)
+    # A failed statement's message would carry its parameters (prompt text, keys' hashes) into
+    # the logs and error answers.
+    kwargs.setdefault("hide_parameters", True)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Connection,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     UniqueConstraint,
@@ -66,6 +67,26 @@ class ProxyAnswer(Base):
     # The answer's length (usage.completion_tokens, else characters / chars_per_token): what a
     # judge's verbosity bias keys on. A stream's is set when it ends; None if it broke off.
     output_tokens: Mapped[int | None] = mapped_column(Integer, default=None)
+
+
+class ProxyRequest(Base):
+    """A proxied request's identity, so that a retry of it reuses its decision: the caller's
+    Idempotency-Key, or (for clients that retry without one, like OpenAI's SDKs) its body."""
+
+    __tablename__ = "proxy_requests"
+
+    decision_id: Mapped[str] = mapped_column(
+        ForeignKey("decisions.id", ondelete="CASCADE"), primary_key=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    caller: Mapped[str] = mapped_column(String(20))  # the API key's prefix; "" with auth off
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    body_hash: Mapped[str] = mapped_column(String(64))  # SHA-256 of the canonical JSON body
+
+    __table_args__ = (
+        UniqueConstraint("caller", "idempotency_key", name="uq_proxy_requests_key"),
+        Index("ix_proxy_requests_body", "caller", "body_hash", "created_at"),
+    )
 
 
 # --- keys -------------------------------------------------------------------------------------
@@ -133,7 +154,46 @@ def count_keys(conn: Connection) -> int:
 
 
 def record_answer(conn: Connection, row: dict[str, Any]) -> None:
-    conn.execute(insert(ProxyAnswer).values(**row))
+    """Who answered. A retried request answers its decision again: the newest answer wins and
+    the attempts accumulate."""
+    before = get_answer(conn, row["decision_id"])
+    if before is None:
+        conn.execute(insert(ProxyAnswer).values(**row))
+        return
+    attempts = [*before["attempts"], *row["attempts"]]
+    stmt = update(ProxyAnswer).where(ProxyAnswer.decision_id == row["decision_id"])
+    conn.execute(stmt.values(**{**row, "attempts": attempts}))
+
+
+def record_request(conn: Connection, row: dict[str, Any]) -> None:
+    conn.execute(insert(ProxyRequest).values(**row))
+
+
+def request_by_key(conn: Connection, caller: str, key: str) -> dict[str, Any] | None:
+    stmt = select(ProxyRequest.__table__).where(
+        ProxyRequest.caller == caller, ProxyRequest.idempotency_key == key
+    )
+    row = conn.execute(stmt).first()
+    return dict(row._mapping) if row else None
+
+
+def request_by_body(
+    conn: Connection, caller: str, body_hash: str, since: datetime
+) -> dict[str, Any] | None:
+    """The newest request without a key from this caller with this body since `since`."""
+    stmt = (
+        select(ProxyRequest.__table__)
+        .where(
+            ProxyRequest.caller == caller,
+            ProxyRequest.body_hash == body_hash,
+            ProxyRequest.created_at >= since,
+            ProxyRequest.idempotency_key.is_(None),
+        )
+        .order_by(ProxyRequest.created_at.desc())
+        .limit(1)
+    )
+    row = conn.execute(stmt).first()
+    return dict(row._mapping) if row else None
 
 
 def get_answer(conn: Connection, decision_id: str) -> dict[str, Any] | None:

@@ -103,6 +103,15 @@ def _insert_ignore(conn: Connection, model: type) -> Any:
     return dialect.insert(model).on_conflict_do_nothing()
 
 
+def get_feedback(conn: Connection, decision_id: str, idempotency_key: str) -> dict[str, Any] | None:
+    """The feedback stored under a decision's idempotency key."""
+    stmt = select(Feedback.__table__).where(
+        Feedback.decision_id == decision_id, Feedback.idempotency_key == idempotency_key
+    )
+    row = conn.execute(stmt).first()
+    return dict(row._mapping) if row else None
+
+
 def list_feedback(conn: Connection, decision_id: str) -> list[dict[str, Any]]:
     stmt = (
         select(Feedback.__table__).where(Feedback.decision_id == decision_id).order_by(Feedback.id)

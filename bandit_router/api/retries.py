@@ -1,0 +1,104 @@
+"""A retried proxy request reuses the decision of the request it repeats.
+
+Clients retry: OpenAI's SDKs retry a 502 twice by themselves, and each try used to log a decision
+of its own, three decisions for one question with no answer. A request names what it repeats by
+an `Idempotency-Key` header (the same key for the same body; another body is a 409, as in
+Stripe's API), or, without a key, by the SDK's `x-stainless-retry-count` header (1, 2, ...): then
+the newest keyless request of the same caller with the same body within RETRY_WINDOW is the one
+retried. The retry runs the upstream attempts again on the earlier decision's candidates, in the
+earlier order; no answer is cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection
+
+from bandit_router.api.errors import excerpt
+from bandit_router.api.routing import Routed
+from bandit_router.policy.decide import Choice
+from bandit_router.store import keys as edge_store
+from bandit_router.store import repository as repo
+from bandit_router.store.models import utcnow
+
+RETRY_HEADER = "x-stainless-retry-count"
+# OpenAI's SDKs wait at most 8 s between tries, but each try may run to the client's timeout.
+RETRY_WINDOW = timedelta(minutes=15)
+
+
+class KeyReused(Exception):
+    """The same Idempotency-Key with another body."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"Idempotency-Key {excerpt(key, 60)} was already used for a different request body; "
+            "use a new key for a new request"
+        )
+
+
+@dataclass(frozen=True)
+class ProxyCall:
+    caller: str  # the API key's prefix, "" when auth is off: keys are per caller
+    key: str | None
+    body_hash: str
+    retried: bool
+
+    def row(self, decision_id: str) -> dict[str, Any]:
+        return {
+            "decision_id": decision_id,
+            "created_at": utcnow(),
+            "caller": self.caller,
+            "idempotency_key": self.key,
+            "body_hash": self.body_hash,
+        }
+
+
+def body_hash(body: Any) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def proxy_call(caller: str, key: str | None, body: Any, retry_count: str | None) -> ProxyCall:
+    retried = retry_count is not None and retry_count.strip().isdigit() and int(retry_count) > 0
+    return ProxyCall(caller, key or None, body_hash(body), retried)
+
+
+def earlier_decision(conn: Connection, call: ProxyCall) -> dict[str, Any] | None:
+    """The logged decision this call repeats, if any. Raises KeyReused."""
+    if call.key is not None:
+        found = edge_store.request_by_key(conn, call.caller, call.key)
+        if found is not None and found["body_hash"] != call.body_hash:
+            raise KeyReused(call.key)
+    elif call.retried:
+        found = edge_store.request_by_body(
+            conn, call.caller, call.body_hash, utcnow() - RETRY_WINDOW
+        )
+    else:
+        return None
+    return repo.get_decision(conn, found["decision_id"]) if found else None
+
+
+def routed_again(decision: dict[str, Any]) -> Routed:
+    """The logged decision as the proxy holds a fresh one: its candidates, scores and choice."""
+    cands = decision["candidates"]
+
+    def column(name: str) -> np.ndarray:
+        return np.array([float(c[name]) for c in cands])
+
+    models = [c["model"] for c in cands]
+    choice = Choice(
+        models=models,
+        quality=column("quality"),
+        cost_usd=column("cost_usd"),
+        cost_norm=column("cost_norm"),
+        score=column("score"),
+        pmf=column("probability"),
+        chosen=models.index(decision["chosen_model"]),
+    )
+    return Routed(decision["id"], choice, decision["lam"], decision["policy_version"])
