@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     new_model_examples: int = Field(default=10, ge=0)
     new_model_min_probability: float = Field(default=0.1, ge=0, le=0.5)
     exploration_regions: int = Field(default=16, ge=1, le=256)  # k-means regions of a warm start
+    # Online updates move the served choice away from the last validated policy's (a warm start
+    # or a promoted retraining) only where they favour another model by more than this.
+    anchor_margin: float = Field(default=0.05, ge=0, le=1)
     preset_quality: float = Field(default=0.0, ge=0)
     preset_balanced: float = Field(default=0.2, ge=0)
     preset_cost: float = Field(default=1.0, ge=0)
@@ -114,7 +117,9 @@ class Settings(BaseSettings):
     audit_claim_seconds: float = Field(default=3600.0, gt=0)  # a claim expires after this
     retrain_interval_seconds: float = Field(default=3600.0, gt=0)
     retrain_window_days: float = Field(default=30.0, gt=0)
-    bias_method: Literal["paired", "r", "dr", "pooled", "preference_only"] = "paired"
+    # judge: invert the judge's measurement model fitted on paired audits; paired / r / dr: and a
+    # Meta-Router bias model on top; pooled / preference_only: no correction (for comparison).
+    bias_method: Literal["judge", "paired", "r", "dr", "pooled", "preference_only"] = "paired"
     promotion_rule: Literal["point", "upper", "paired"] = "paired"
     # The estimator of the candidate-vs-served difference (values are always SNIPS).
     promotion_estimator: Literal["dr", "snips", "ips"] = "dr"

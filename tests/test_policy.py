@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bandit_router.policy.decide import Policy, decide
+from bandit_router.policy.decide import Policy, anchored, decide
 from bandit_router.policy.exploration import (
     ExplorationConfig,
     distribution,
@@ -16,6 +16,7 @@ from bandit_router.policy.exploration import (
 )
 from bandit_router.policy.learner import QualityModel
 from bandit_router.policy.pool import ModelSpec
+from bandit_router.policy.regions import Tally, from_bytes, to_bytes
 
 ARGS = "--cb_adf -q sa --cb_type mtr --quiet"
 
@@ -87,3 +88,30 @@ def test_decision_is_reproducible_from_its_id() -> None:
     assert first.cost_usd[1] == pytest.approx((50 * 5.0 + 100 * 10.0) / 1e6)
     picks = {decide(policy, f"d{i}", emb, pool, 50, 0.002, 0.2, cfg).model for i in range(50)}
     assert picks == {"x", "y"}  # both explored
+
+
+def test_the_anchor_choice_needs_to_be_beaten_by_the_margin() -> None:
+    cfg = ExplorationConfig(anchor_margin=0.05)
+    learned = np.array([0.70, 0.73, 0.60])  # the updates favour model 1 by 0.03
+    anchor = np.array([0.80, 0.75, 0.50])  # the validated policy picks model 0
+    assert int(np.argmax(anchored(learned, anchor, cfg))) == 0
+    clear = np.array([0.70, 0.80, 0.60])  # by 0.10: the learned choice stands
+    assert int(np.argmax(anchored(clear, anchor, cfg))) == 1
+    # A cold anchor has no opinion.
+    assert np.array_equal(anchored(learned, np.zeros(3), cfg), learned)
+
+
+def test_novelty_is_counted_per_region() -> None:
+    regions = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    tally = Tally(regions, {"old": 500}, {"old": [250, 250]})
+    left, right = np.array([0.9, 0.1], np.float32), np.array([0.1, 0.9], np.float32)
+    for _ in range(12):
+        tally.add("new", left)
+    assert tally.by_region["new"] == [12, 0] and tally.totals["new"] == 12
+    policy = Policy(1, QualityModel(ARGS), tally.totals, regions, tally.by_region)
+    assert list(policy.is_new(["old", "new"], left, 10)) == [False, False]
+    assert list(policy.is_new(["old", "new"], right, 10)) == [False, True]
+    # Without a codebook the total decides (policies stored before regions were counted).
+    flat = Policy(1, QualityModel(ARGS), {"old": 500, "new": 3})
+    assert list(flat.is_new(["old", "new"], right, 10)) == [False, True]
+    assert from_bytes(to_bytes(regions), dim=2) == pytest.approx(regions)

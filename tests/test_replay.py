@@ -5,40 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
-from topics import prompts
+from topics import gold_table as gold_fixture
 
 from bandit_router.bench.replay import ReplayOptions, run_replay
 from bandit_router.config import load_settings
-
-# Per topic: probability that each model answers correctly, and its cost per query (USD).
-SKILL = {"big": (0.9, 0.9), "mathy": (0.9, 0.15), "poet": (0.15, 0.9)}
-COST = {"big": 0.01, "mathy": 0.001, "poet": 0.001}
-
-
-def gold_fixture(path: Path, models: list[str], n: int = 120) -> Path:
-    rng = np.random.default_rng(0)
-    rows = []
-    for t, kind in enumerate(("math", "poetry")):
-        for j, prompt in enumerate(prompts(kind, n, seed=123)):
-            for m in models:
-                rows.append(
-                    {
-                        "prompt_id": f"{kind}-{j}",
-                        "prompt": prompt,
-                        "model": m,
-                        "score": float(rng.random() < SKILL[m][t]),
-                        "cost_usd": COST[m],
-                        "category": kind,
-                    }
-                )
-    df = pd.DataFrame(rows).drop_duplicates(["prompt", "model"])
-    df = df.drop_duplicates(["prompt_id", "model"])
-    df = df[df.groupby("prompt")["prompt_id"].transform("nunique") == 1]
-    df.to_parquet(path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 MATH = [
     "What is {a} plus {b}?",
@@ -36,3 +40,32 @@ def prompts(kind: str, n: int, seed: int) -> list[str]:
         else:
             out.append(rng.choice(POETRY).format(w=rng.choice(WORDS)))
     return out
+
+
+# Per topic: probability that each model answers correctly, and its cost per query (USD).
+SKILL = {"big": (0.9, 0.9), "mathy": (0.9, 0.15), "poet": (0.15, 0.9)}
+COST = {"big": 0.01, "mathy": 0.001, "poet": 0.001}
+
+
+def gold_table(path: Path, models: list[str], n: int = 120) -> Path:
+    """A gold table over both topics: each model's 0/1 correctness drawn from its SKILL."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for t, kind in enumerate(("math", "poetry")):
+        for j, prompt in enumerate(prompts(kind, n, seed=123)):
+            for m in models:
+                rows.append(
+                    {
+                        "prompt_id": f"{kind}-{j}",
+                        "prompt": prompt,
+                        "model": m,
+                        "score": float(rng.random() < SKILL[m][t]),
+                        "cost_usd": COST[m],
+                        "category": kind,
+                    }
+                )
+    df = pd.DataFrame(rows).drop_duplicates(["prompt", "model"])
+    df = df.drop_duplicates(["prompt_id", "model"])
+    df = df[df.groupby("prompt")["prompt_id"].transform("nunique") == 1]
+    df.to_parquet(path)
+    return path

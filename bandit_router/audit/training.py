@@ -236,7 +236,7 @@ def _check_events(
 class LabelOptions:
     """Knobs of the corrected methods (the `**options` of `corrected_labels`)."""
 
-    normaliser: str = "variance"  # "variance" | "wasserstein" | "none"
+    normaliser: str = "variance"  # "variance" | "wasserstein" | "deconvolve" (paired) | "none"
     per_model_normaliser: bool = False
     n_components: int | None = DEFAULT_COMPONENTS  # PCA width of x for the bias model
     alphas: tuple[float, ...] = DEFAULT_ALPHAS
@@ -267,10 +267,13 @@ def _normaliser(
     opts: LabelOptions, pref: Array, gold: Array, k: NDArray[np.int64], propensity: Array
 ) -> ScaleNormaliser | None:
     """Fit the scale map on every preference vs every audit, audits weighted by 1/π so that
-    both marginals describe the same population of events."""
+    both marginals describe the same population of events; "deconvolve" uses the events that
+    carry both."""
     if opts.normaliser == "none":
         return None
     has_p, has_g = np.isfinite(pref), np.isfinite(gold)
+    if opts.normaliser == "deconvolve":
+        has_p = has_g = has_p & has_g
     norm = ScaleNormaliser(opts.normaliser, per_model=opts.per_model_normaliser)  # type: ignore[arg-type]
     return norm.fit(
         pref[has_p],
@@ -452,12 +455,25 @@ class LabelCorrector:
 
     `fit` learns, from logged events, the scale map, the preference model η̂ and the bias model
     Δ̂; `correct` turns any preference-only event, logged before or after, into the label
-    normalise(y) + Δ̂_k(x) clipped to [0, 1]. Options: the fields of `LabelOptions`.
+    normalise(y) + Δ̂_k(x) clipped to `bounds`. Options: the fields of `LabelOptions`.
+
+    `bounds` (0, 1) keeps labels on the gold range, but biases their MEAN whenever the feedback
+    is coarser than the grade: with thumbs from a judge right 78% of the time, a model whose
+    gold mean is 0.875 got corrected labels averaging 0.74, because the thumbs-up events'
+    labels (≈1.17) were cut to 1. A regression learner wants unbiased labels: wider bounds.
     """
 
-    def __init__(self, method: str = "paired", *, seed: int = 0, **options: Any) -> None:
+    def __init__(
+        self,
+        method: str = "paired",
+        *,
+        seed: int = 0,
+        bounds: tuple[float, float] = (0.0, 1.0),
+        **options: Any,
+    ) -> None:
         self.method = method
         self.seed = seed
+        self.bounds = bounds
         self.options = options
 
     def fit(
@@ -509,7 +525,7 @@ class LabelCorrector:
         idx = np.asarray(k, dtype=np.int64)
         if idx.size == 0:
             return np.zeros(0)
-        return self.model_.correct(self._design(X, idx, event_features), idx, pref)
+        return self.model_.correct(self._design(X, idx, event_features), idx, pref, self.bounds)
 
     def bias(self, X: np.ndarray, k: np.ndarray, event_features: np.ndarray | None = None) -> Array:
         """Δ̂_k(x) on the gold scale."""

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from bandit_router.audit.judge import JudgeCalibration
 from bandit_router.audit.training import MIN_AUDITS, LabelCorrector
 from bandit_router.config import Settings
 from bandit_router.jobs.events import LoggedEvent, newest, read_events
@@ -28,6 +29,12 @@ log = logging.getLogger(__name__)
 # The bias model is fitted on the newest this many audited events of the window: a few thousand
 # already pin it down, and the fit must not grow with the traffic.
 AUDIT_SAMPLE = 20_000
+# Labels for a regression learner must be unbiased, not bounded to the gold range: thumbs from a
+# judge that is right 78% of the time correct to about −0.4 and 1.4 (see LabelCorrector).
+LABEL_BOUNDS = (-1.0, 2.0)
+# The bias model is fitted on labels the judge model already put on the gold scale (so no scale
+# map of its own); η̂ from a few hundred audits is noise, so left out.
+CORRECTOR_OPTIONS: dict[str, Any] = {"normaliser": "none", "pref_feature": False}
 
 
 def length_features(tokens: list[float | None]) -> np.ndarray:
@@ -43,15 +50,27 @@ class Labeller:
     """Labels for events: built once per job run from the window's audits."""
 
     models: list[str]
-    corrector: LabelCorrector | None = None
+    judge: JudgeCalibration | None = None
+    corrector: LabelCorrector | None = None  # the bias model fitted on top of the judge's map
     use_length: bool = False
     info: dict[str, Any] = field(default_factory=dict)
+
+    def correct(
+        self, X: np.ndarray, k: np.ndarray, y: np.ndarray, z: np.ndarray | None
+    ) -> np.ndarray:
+        """Preference rewards → gold-scale labels (k indexes `models`)."""
+        z = z if self.use_length else None
+        if self.judge is not None:
+            y = self.judge.to_gold_scale(y, k, z)
+        if self.corrector is not None:
+            return self.corrector.correct(X, k, y, z)
+        return np.clip(y, *LABEL_BOUNDS)
 
     def _corrected(
         self, events: list[LoggedEvent], models: list[str], rewards: list[float]
     ) -> np.ndarray:
         y = np.asarray(rewards, dtype=float)
-        if self.corrector is None or not events:
+        if self.judge is None or not events:
             return y
         col = {m: i for i, m in enumerate(self.models)}
         known = np.array([m in col for m in models])
@@ -61,7 +80,7 @@ class Labeller:
             X = np.stack([events[i].emb for i in rows])
             k = np.array([col[models[i]] for i in rows])
             feats = length_features([events[i].output_tokens for i in rows])
-            out[rows] = self.corrector.correct(X, k, y[rows], feats if self.use_length else None)
+            out[rows] = self.correct(X, k, y[rows], feats)
         return out
 
     def labels(self, events: list[LoggedEvent]) -> np.ndarray:
@@ -123,34 +142,42 @@ def fit_labeller(
     names = sorted(set(models) | {e.answered for e in rows if e.answered is not None})
     col = {m: i for i, m in enumerate(names)}
     tokens = [e.output_tokens for e in rows]
-    use_length = answer_length and any(t is not None for t in tokens)
-    corrector = LabelCorrector(method, seed=0)
+    labeller.use_length = answer_length and any(t is not None for t in tokens)
     X = np.stack([e.emb for e in rows])
     k = np.array([col[e.answered] for e in rows])  # type: ignore[index]
     pref = np.array([e.pref for e in rows], dtype=float)
     gold = np.array([np.nan if e.gold is None else e.gold for e in rows], dtype=float)
     pi = np.array([e.audit_probability for e in rows], dtype=float)
-    try:
-        corrector.fit(
-            X, k, len(names), pref, gold, pi, length_features(tokens) if use_length else None
-        )
-    except ValueError as exc:  # e.g. no variation at all in the audits yet
-        labeller.info["fallback"] = f"bias model not fitted: {exc}"
-        return labeller
-    labeller.models, labeller.corrector, labeller.use_length = names, corrector, use_length
-    labeller.info["answer_length_feature"] = use_length
-    labeller.info["mean_bias_by_model"] = _mean_bias(corrector, X, k, names, rows, use_length)
+    z = length_features(tokens) if labeller.use_length else None
+    both = np.isfinite(gold)
+    labeller.models = names
+    labeller.judge = JudgeCalibration(len(names)).fit(
+        pref[both], gold[both], k[both], None if z is None else z[both], 1 / pi[both]
+    )
+    labeller.info["judge"] = labeller.judge.summary()
+    if method != "judge":
+        on_scale = labeller.judge.to_gold_scale(pref, k, z)
+        corrector = LabelCorrector(method, seed=0, bounds=LABEL_BOUNDS, **CORRECTOR_OPTIONS)
+        try:
+            labeller.corrector = corrector.fit(X, k, len(names), on_scale, gold, pi, z)
+        except ValueError as exc:  # e.g. no variation at all in the audits yet
+            labeller.info["bias_model"] = f"not fitted: {exc}"
+    labeller.info["answer_length_feature"] = labeller.use_length
+    labeller.info["mean_bias_by_model"] = _mean_bias(labeller, X, k, pref, z, names, both)
     return labeller
 
 
 def _mean_bias(
-    corrector: LabelCorrector,
+    labeller: Labeller,
     X: np.ndarray,
     k: np.ndarray,
+    pref: np.ndarray,
+    z: np.ndarray | None,
     names: list[str],
-    events: list[LoggedEvent],
-    use_length: bool,
+    rows: np.ndarray,
 ) -> dict[str, float]:
-    feats = length_features([e.output_tokens for e in events]) if use_length else None
-    delta = corrector.bias(X, k, feats)
-    return {names[j]: float(delta[k == j].mean()) for j in np.unique(k)}
+    """Per model, the mean correction (label − preference) over the audited events."""
+    delta = (
+        labeller.correct(X[rows], k[rows], pref[rows], None if z is None else z[rows]) - pref[rows]
+    )
+    return {names[j]: float(delta[k[rows] == j].mean()) for j in np.unique(k[rows])}

@@ -117,37 +117,36 @@ def judge(ev: Evaluation, settings: Settings) -> dict[str, Any]:
     if n < 2:
         return {"evaluated_events": n, "promote": False, "why": "fewer than 2 evaluated events"}
     cand, served, q, a, p, r = ev.matrices()
-    cmp = ope.compare(
-        cand, served, a, p, r, q_hat=q, estimator=settings.promotion_estimator,
-        rule=settings.promotion_rule,
-    )  # fmt: skip
-    values = {
-        "candidate": ope.snips(a, p, r, cand),
-        "served": ope.snips(a, p, r, served),
-    }
     lo, hi = float(r.min()), float(r.max())
+    # The reward model may not extrapolate past what was observed.
+    q_hat = np.clip(q, lo, hi)
+    rule = settings.promotion_rule
+    cmp = ope.compare(
+        cand, served, a, p, r, q_hat=q_hat, estimator=settings.promotion_estimator, rule=rule
+    )
     report: dict[str, Any] = {
         "evaluated_events": n,
         "estimator": cmp.estimator,
         "rule": cmp.rule,
-        "promote": bool(cmp.promote),
-        "candidate": _est(values["candidate"]),
-        "active": _est(values["served"]),
+        "candidate": _est(ope.snips(a, p, r, cand)),
+        "active": _est(ope.snips(a, p, r, served)),
         "difference": _est(cmp.difference),
         "reward_range": [lo, hi],
         "agreement": float(np.mean(cand.argmax(1) == served.argmax(1))),
         "logging_policy_mean_reward": float(r.mean()),
     }
-    # SNIPS values are weighted means of observed rewards, so they lie in [lo, hi]; a paired
-    # difference of two such policies lies in [lo − hi, hi − lo] unless its estimator is DR,
-    # whose reward-model term may leave it when the model extrapolates.
+    # SNIPS values are weighted means of observed rewards, so they lie in [lo, hi], and their
+    # paired difference in [lo − hi, hi − lo]. A DR difference can leave that range (its
+    # importance-weighted residuals); then the decision falls back on the SNIPS difference.
     span = hi - lo
     if not -span - 1e-9 <= cmp.difference.value <= span + 1e-9:
         report["out_of_range"] = (
             f"the {cmp.estimator} difference {cmp.difference.value:.3f} lies outside "
-            f"[{-span:.3f}, {span:.3f}]: its reward model extrapolates; not promoted"
+            f"[{-span:.3f}, {span:.3f}]; decided on the SNIPS difference"
         )
-        report["promote"] = False
+        cmp = ope.compare(cand, served, a, p, r, estimator="snips", rule=rule)
+        report["difference"] = _est(cmp.difference)
+    report["promote"] = bool(cmp.promote)
     return report
 
 

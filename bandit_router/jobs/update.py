@@ -21,7 +21,7 @@ from bandit_router.jobs.events import LoggedEvent, read_events
 from bandit_router.jobs.labels import Labeller, fit_labeller
 from bandit_router.policy.learner import QualityModel
 from bandit_router.policy.regions import Tally
-from bandit_router.policy.service import publish_policy, tally_fields, tally_of
+from bandit_router.policy.service import anchor_of, publish_policy, tally_fields, tally_of
 from bandit_router.store import repository as repo
 from bandit_router.store.models import utcnow
 
@@ -91,6 +91,7 @@ def run_update(engine: Engine, settings: Settings) -> dict[str, Any]:
         metrics=metrics,
         source="update",
         parent_id=active["id"],
+        anchor_id=anchor_of(active),
     )
     log.info("update job published policy %s from %s events", version, len(learned))
     return {**metrics, "published": version, "parent": active["id"]}

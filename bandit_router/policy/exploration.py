@@ -18,8 +18,9 @@ class ExplorationConfig:
     kind: str = "squarecb"  # squarecb | epsilon | greedy
     gamma: float = 40.0
     epsilon: float = 0.05
-    new_model_examples: int = 50
-    new_model_min_probability: float = 0.05
+    new_model_examples: int = 10
+    new_model_min_probability: float = 0.1
+    anchor_margin: float = 0.0
 
 
 def greedy_pmf(scores: np.ndarray) -> np.ndarray:
