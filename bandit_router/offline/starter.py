@@ -115,6 +115,7 @@ def load_starter(
     if problem:
         log.warning("starter policy not used (%s): starting cold; %s", problem, REBUILD)
         return None
+    log.info("new store: starting from the packaged starter policy built %s", meta["built_at"])
     regions = meta["regions_b64"]
     return {
         "vw_args": meta["vw_args"],
