@@ -183,3 +183,24 @@ def test_a_fresh_serve_routes_a_maths_question_on_predicted_quality(tmp_path: Pa
     assert quality[ranked[-1]] - quality[ranked[0]] > 0.1
     served = next(p for p in policies if p["id"] == body["policy_version"])
     assert served["source"] == starter.SOURCE
+
+
+def test_build_starter_says_in_one_line_what_it_cannot_use(
+    tmp_path: Path,
+    pool_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bandit_router.cli import main
+
+    out = tmp_path / "out"
+    args = ["build-starter", "--out", str(out), "--cache-dir", str(tmp_path / "cache")]
+    monkeypatch.setenv("BANDIT_ROUTER_SHARED_DATA", str(tmp_path / "nowhere"))
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "nowhere/mmlu_pro" in err and "Traceback" not in err
+    # A pool with a model no public data is mapped to: named, before any data is read.
+    monkeypatch.setenv("BANDIT_ROUTER_POOL_FILE", str(pool_file))
+    assert main(args) == 2
+    assert "no public data is mapped to pool model(s) strong, mid, cheap" in capsys.readouterr().err
+    assert not out.exists()
