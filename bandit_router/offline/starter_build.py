@@ -30,7 +30,7 @@ import numpy as np
 
 from bandit_router.config import Settings, UserError
 from bandit_router.offline.formats import GoldMatrix
-from bandit_router.offline.starter import is_heldout, sha256, write_starter
+from bandit_router.offline.starter import SOURCE, is_heldout, sha256, write_starter
 from bandit_router.policy.pool import ModelSpec
 
 if TYPE_CHECKING:
@@ -154,7 +154,7 @@ def build_starter(
                 router.predict_quality(X_train),
                 passes=passes,
                 n_regions=settings.exploration_regions,
-                source="starter",
+                source=SOURCE,
                 metrics={"starter": provenance},
             )
             with engine.connect() as conn:
