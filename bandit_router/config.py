@@ -28,6 +28,9 @@ class Settings(BaseSettings):
 
     # Model pool (YAML). Models in the file are added at start if missing; run-time admin edits win.
     pool_file: Path = EXAMPLE_POOL
+    # Public routing data (read only, never copied into the project): where `build-starter`
+    # reads it, beside the project as laid out here unless set.
+    shared_data: Path = Path("../shared/data")
 
     # Embedding
     embedding_model: str | None = (

@@ -51,7 +51,7 @@ def base_policy(engine: Engine) -> dict[str, Any]:
     with engine.connect() as conn:
         version = conn.execute(
             select(PolicyVersion.id)
-            .where(PolicyVersion.source.in_(("warm_start", "cold")))
+            .where(PolicyVersion.source.in_(("warm_start", "starter", "cold")))
             .order_by(PolicyVersion.id.desc())
             .limit(1)
         ).scalar()

@@ -91,6 +91,20 @@ def cmd_warm_start(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_build_starter(args: argparse.Namespace, settings: Settings) -> int:
+    from bandit_router.offline.starter_build import build_starter
+
+    shared = Path(args.shared_data) if args.shared_data else settings.shared_data
+    command = f"bandit-router build-starter --shared-data {shared} --passes {args.passes}"
+    doc = build_starter(
+        settings, shared, Path(args.out), Path(args.cache_dir), passes=args.passes, command=command
+    )
+    results = doc["metrics"]["evaluation"]["results"]
+    print(json.dumps(results, indent=2))
+    print(f"wrote the starter policy ({', '.join(doc['models'])}) to {args.out}")
+    return 0
+
+
 def cmd_import_gold(args: argparse.Namespace, settings: Settings) -> int:
     """Offline gold labels (unpaired audits) into the store, for the bias estimators."""
     from bandit_router.embed.service import text_hash
@@ -247,6 +261,24 @@ def register(sub: Any) -> None:
     s.add_argument("--model-map", nargs="*", help="router_name=pool_name ...")
     s.add_argument("--cache-dir", default=cache_default)
     s.set_defaults(func=cmd_warm_start)
+
+    from bandit_router.offline.starter import STARTER_DIR
+
+    s = sub.add_parser(
+        "build-starter",
+        help="rebuild the packaged starter policy from public data (MMLU-Pro)",
+        description="Train the starter policy a fresh store serves (README, Warm start) from "
+        "MMLU-Pro under the current settings (VW_ARGS, encoder, pool file), evaluate it on "
+        "held-out questions and write it as policy.vw + starter.json.",
+    )
+    s.add_argument(
+        "--shared-data",
+        help="folder holding mmlu_pro/ (default BANDIT_ROUTER_SHARED_DATA or ../shared/data)",
+    )
+    s.add_argument("--out", default=str(STARTER_DIR), help="default: the package's own copy")
+    s.add_argument("--passes", type=int, default=1, help="VW pretraining passes")
+    s.add_argument("--cache-dir", default=cache_default)
+    s.set_defaults(func=cmd_build_starter)
 
     s = sub.add_parser("import-gold", help="store offline gold labels (a gold table) for auditing")
     s.add_argument("path")

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from bandit_router.offline.starter import load_starter
 from bandit_router.policy import regions
 from bandit_router.policy.decide import Policy
 from bandit_router.policy.learner import QualityModel
@@ -14,13 +15,19 @@ from bandit_router.store import repository as repo
 
 
 def ensure_active_policy(engine: Engine, vw_args: str) -> int:
-    """A fresh store gets a cold (untrained) policy so the service can route from request one."""
+    """A fresh store gets the packaged starter policy when it knows the pool's models and was
+    built under these VW arguments (offline/starter.py), else a cold (untrained) one, so the
+    service can route from request one."""
     with engine.begin() as conn:
         active = repo.active_policy_id(conn)
         if active is not None:
             return active
         if repo.list_policies(conn, limit=1):
             raise RuntimeError("no policy version is active; activate one through the admin API")
+        # The pool file's models: prepare_database seeds them before it calls this.
+        starter = load_starter(vw_args, [m["name"] for m in repo.list_models(conn)])
+        if starter is not None:
+            return repo.insert_policy(conn, activate=True, **starter)
         model = QualityModel(vw_args)
         try:
             blob = model.to_bytes()
