@@ -61,9 +61,6 @@ class Settings(BaseSettings):
     new_model_examples: int = Field(default=10, ge=0)
     new_model_min_probability: float = Field(default=0.1, ge=0, le=0.5)
     exploration_regions: int = Field(default=16, ge=1, le=256)  # k-means regions of a warm start
-    # Online updates move the served choice away from the last validated policy's (a warm start
-    # or a promoted retraining) only where they favour another model by more than this.
-    anchor_margin: float = Field(default=0.05, ge=0, le=1)
     preset_quality: float = Field(default=0.0, ge=0)
     preset_balanced: float = Field(default=0.2, ge=0)
     preset_cost: float = Field(default=1.0, ge=0)
@@ -78,6 +75,9 @@ class Settings(BaseSettings):
     # Background work
     scheduler_enabled: bool = True
     update_interval_seconds: float = Field(default=300.0, gt=0)
+    # gated: the update job's learner goes live only once off-policy evaluation shows it beats
+    # the active policy (jobs/update.py); always: every update goes live (the old behaviour).
+    update_promotion: Literal["gated", "always"] = "gated"
     state_poll_seconds: float = Field(default=2.0, gt=0)
 
     # Operations: processes, scheduling

@@ -24,7 +24,6 @@ def exploration_config(settings: Settings) -> ExplorationConfig:
         epsilon=settings.epsilon,
         new_model_examples=settings.new_model_examples,
         new_model_min_probability=settings.new_model_min_probability,
-        anchor_margin=settings.anchor_margin,
     )
 
 

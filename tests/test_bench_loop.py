@@ -5,7 +5,6 @@ have: learning from unbiased feedback does not lower the value the policy starte
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from topics import gold_table

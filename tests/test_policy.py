@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bandit_router.policy.decide import Policy, anchored, decide
+from bandit_router.policy.decide import Policy, decide
 from bandit_router.policy.exploration import (
     ExplorationConfig,
     distribution,
@@ -88,17 +88,6 @@ def test_decision_is_reproducible_from_its_id() -> None:
     assert first.cost_usd[1] == pytest.approx((50 * 5.0 + 100 * 10.0) / 1e6)
     picks = {decide(policy, f"d{i}", emb, pool, 50, 0.002, 0.2, cfg).model for i in range(50)}
     assert picks == {"x", "y"}  # both explored
-
-
-def test_the_anchor_choice_needs_to_be_beaten_by_the_margin() -> None:
-    cfg = ExplorationConfig(anchor_margin=0.05)
-    learned = np.array([0.70, 0.73, 0.60])  # the updates favour model 1 by 0.03
-    anchor = np.array([0.80, 0.75, 0.50])  # the validated policy picks model 0
-    assert int(np.argmax(anchored(learned, anchor, cfg))) == 0
-    clear = np.array([0.70, 0.80, 0.60])  # by 0.10: the learned choice stands
-    assert int(np.argmax(anchored(clear, anchor, cfg))) == 1
-    # A cold anchor has no opinion.
-    assert np.array_equal(anchored(learned, np.zeros(3), cfg), learned)
 
 
 def test_novelty_is_counted_per_region() -> None:

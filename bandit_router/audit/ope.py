@@ -259,3 +259,60 @@ def compare(
     else:
         raise ValueError(f"unknown promotion rule {rule!r}")
     return Comparison(candidate, baseline, difference, bool(promote), rule, name)
+
+
+def paired_terms(
+    candidate_pi: ArrayLike,
+    baseline_pi: ArrayLike,
+    a: ArrayLike,
+    p_a: ArrayLike,
+    r: ArrayLike,
+    q_hat: ArrayLike | None = None,
+) -> Array:
+    """Per-row terms of the paired difference candidate − baseline (DR with `q_hat`, else IPS).
+    Their mean is the estimate; unlike a finished estimate they can be pooled across batches."""
+    log = _log(a, p_a, r)
+    cand = _policy(candidate_pi, log, "candidate_pi")
+    base = _policy(baseline_pi, log, "baseline_pi")
+    name: Literal["ips", "dr"] = "ips" if q_hat is None else "dr"
+    c_value, c_psi, _ = _terms(name, cand, log, q_hat)
+    b_value, b_psi, _ = _terms(name, base, log, q_hat)
+    return np.asarray((c_psi + c_value) - (b_psi + b_value))
+
+
+@dataclass
+class RunningDifference:
+    """Sufficient statistics of paired-difference terms gathered over many job runs, with an
+    ANYTIME-valid lower bound: the update job looks after every run, and a fixed-n interval
+    checked again and again would promote an equal policy far more often than α.
+
+    The bound is the normal-mixture confidence sequence (Robbins; Howard et al. 2021):
+        mean − sqrt(2·(n·σ² + ρ)/n² · log(sqrt((n·σ² + ρ)/ρ)/α)),
+    with σ² the sample variance and ρ = σ²·`tuned_n` (tightest near `tuned_n` rows).
+    """
+
+    n: int = 0
+    total: float = 0.0
+    total_sq: float = 0.0
+
+    def add(self, terms: ArrayLike) -> None:
+        t = np.asarray(terms, dtype=np.float64).ravel()
+        self.n += int(t.size)
+        self.total += float(t.sum())
+        self.total_sq += float((t**2).sum())
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.n if self.n else 0.0
+
+    def lower_bound(self, alpha: float = 0.05, tuned_n: int = 1000) -> float:
+        if self.n < 2:
+            return float("-inf")
+        var = max(self.total_sq / self.n - self.mean**2, 1e-12) * self.n / (self.n - 1)
+        rho = var * tuned_n
+        v = self.n * var + rho
+        radius = np.sqrt(2.0 * v / self.n**2 * np.log(np.sqrt(v / rho) / alpha))
+        return float(self.mean - radius)
+
+    def as_dict(self) -> dict[str, float]:
+        return {"n": self.n, "total": self.total, "total_sq": self.total_sq}

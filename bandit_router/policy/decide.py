@@ -23,9 +23,6 @@ class Policy:
     model_counts: Mapping[str, int]
     regions: np.ndarray | None = None
     region_counts: Mapping[str, Sequence[int]] = field(default_factory=dict)
-    # The last validated version (a warm start, or a promoted retraining) when this one was
-    # learned from it by online updates; None when the version is its own anchor.
-    anchor: QualityModel | None = None
 
     def is_new(self, names: Sequence[str], emb: np.ndarray, examples: int) -> np.ndarray:
         """Per model: learned fewer than `examples` times in the query's region (in total for
@@ -84,20 +81,6 @@ class Choice:
         ]
 
 
-def anchored(score: np.ndarray, anchor_score: np.ndarray, cfg: ExplorationConfig) -> np.ndarray:
-    """Give the anchor's choice a head start of ANCHOR_MARGIN: online updates move the served
-    choice away from the last validated policy's only where they favour another model by more
-    than that. Updates from a few thousand noisy rewards shift near-tied models back and forth;
-    each flip is a coin toss for value, and near an optimum most tosses lose (measured on
-    RouterBench: −0.01 to −0.05 at λ values the traffic did not use, even with gold feedback).
-    An anchor without an opinion (a cold policy: all scores equal) gives no head start."""
-    if np.ptp(anchor_score) <= 1e-12:
-        return score
-    out = score.copy()
-    out[int(np.argmax(anchor_score))] += cfg.anchor_margin
-    return out
-
-
 def decide(
     policy: Policy,
     decision_id: str,
@@ -115,8 +98,6 @@ def decide(
     cost = np.array([c.expected_cost(input_tokens) for c in candidates])
     cost_norm = cost / cost_ref if cost_ref > 0 else np.zeros_like(cost)
     score = quality - lam * cost_norm
-    if policy.anchor is not None and cfg.anchor_margin > 0:
-        score = anchored(score, policy.anchor.predict(emb, names) - lam * cost_norm, cfg)
     is_new = policy.is_new(names, emb, cfg.new_model_examples)
     pmf = distribution(score, is_new, cfg)
     return Choice(names, quality, cost, cost_norm, score, pmf, draw(pmf, decision_id))

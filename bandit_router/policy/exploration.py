@@ -20,7 +20,6 @@ class ExplorationConfig:
     epsilon: float = 0.05
     new_model_examples: int = 10
     new_model_min_probability: float = 0.1
-    anchor_margin: float = 0.0
 
 
 def greedy_pmf(scores: np.ndarray) -> np.ndarray:

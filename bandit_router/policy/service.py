@@ -49,25 +49,13 @@ def load_policy(engine: Engine, version: int) -> Policy:
         row = repo.get_policy(conn, version, with_bytes=True)
     if row is None:
         raise LookupError(f"policy version {version} does not exist")
-    anchor = None
-    if row["anchor_id"] is not None and row["anchor_id"] != row["id"]:
-        with engine.connect() as conn:
-            held = repo.get_policy(conn, row["anchor_id"], with_bytes=True)
-        if held is not None:  # a deleted anchor leaves the version unanchored
-            anchor = QualityModel(held["vw_args"], held["model_bytes"])
     return Policy(
         version=row["id"],
         model=QualityModel(row["vw_args"], row["model_bytes"]),
-        anchor=anchor,
         model_counts=dict(row["model_counts"] or {}),
         regions=regions.from_bytes(row["regions"]),
         region_counts=dict(row["region_counts"] or {}),
     )
-
-
-def anchor_of(row: dict[str, Any]) -> int:
-    """The anchor of a version learned from `row` by online updates."""
-    return int(row["anchor_id"] if row["anchor_id"] is not None else row["id"])
 
 
 def tally_of(row: dict[str, Any]) -> regions.Tally:

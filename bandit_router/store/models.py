@@ -113,9 +113,6 @@ class PolicyVersion(Base):
     # per region: the exploration floor for models new to a region reads them.
     regions: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     region_counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    # The validated version whose choices this one departs from only by a margin (see
-    # policy/decide.py anchored); None: the version is its own anchor.
-    anchor_id: Mapped[int | None] = mapped_column(Integer, default=None)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     source: Mapped[str] = mapped_column(String(40))
     parent_id: Mapped[int | None] = mapped_column(Integer, default=None)

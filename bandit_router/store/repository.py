@@ -178,6 +178,17 @@ def get_policy(conn: Connection, version: int, with_bytes: bool = False) -> dict
     return dict(row._mapping) if row else None
 
 
+def newest_policy(conn: Connection, source: str) -> dict[str, Any] | None:
+    stmt = (
+        select(*_POLICY_META)
+        .where(PolicyVersion.source == source)
+        .order_by(PolicyVersion.id.desc())
+        .limit(1)
+    )
+    row = conn.execute(stmt).first()
+    return dict(row._mapping) if row else None
+
+
 def list_policies(conn: Connection, limit: int = 100) -> list[dict[str, Any]]:
     stmt = select(*_POLICY_META).order_by(PolicyVersion.id.desc()).limit(limit)
     return [dict(r._mapping) for r in conn.execute(stmt)]

@@ -1,4 +1,4 @@
-"""policy_versions: query regions, per-region learning counts, the anchor version
+"""policy_versions: query regions and per-region learning counts
 
 Revision ID: 20261201b_regions
 Revises: 20261201a_proxy_requests
@@ -22,11 +22,9 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("region_counts", sa.JSON(), nullable=False, server_default=sa.text("'{}'"))
         )
-        batch.add_column(sa.Column("anchor_id", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("policy_versions") as batch:
-        batch.drop_column("anchor_id")
         batch.drop_column("region_counts")
         batch.drop_column("regions")
