@@ -103,4 +103,9 @@ def test_novelty_is_counted_per_region() -> None:
     # Without a codebook the total decides (policies stored before regions were counted).
     flat = Policy(1, QualityModel(ARGS), {"old": 500, "new": 3})
     assert list(flat.is_new(["old", "new"], right, 10)) == [False, True]
+    # Where every model is under the count (a sparse region of the warm start), the one that
+    # lags the others is still new; equally counted models are not.
+    sparse = Policy(1, QualityModel(ARGS), {}, regions, {"a": [4, 0], "b": [4, 0], "c": [0, 0]})
+    assert list(sparse.is_new(["a", "b", "c"], left, 10)) == [False, False, True]
+    assert list(sparse.is_new(["a", "b", "c"], right, 10)) == [False, False, False]
     assert from_bytes(to_bytes(regions), dim=2) == pytest.approx(regions)

@@ -25,17 +25,19 @@ class Policy:
     region_counts: Mapping[str, Sequence[int]] = field(default_factory=dict)
 
     def is_new(self, names: Sequence[str], emb: np.ndarray, examples: int) -> np.ndarray:
-        """Per model: learned fewer than `examples` times in the query's region (in total for
-        a policy without regions, or one stored before regions were counted)."""
+        """Per model: learned fewer than `examples` times in the query's region AND fewer times
+        than the most-learned model there. The second part matters where a warm start saw few
+        queries: every model is under `examples` there, and a rule that floored them all would
+        floor none (and never try a newly added model there)."""
         r = region_of(self.regions, emb)
-        return np.array(
-            [
-                self.region_counts[n][r] < examples
-                if n in self.region_counts
-                else self.model_counts.get(n, 0) < examples
-                for n in names
-            ]
-        )
+        counts = np.array([self._count(n, r, examples) for n in names])
+        return np.asarray(counts < min(examples, int(counts.max())))
+
+    def _count(self, name: str, region: int, examples: int) -> int:
+        if name in self.region_counts:
+            return int(self.region_counts[name][region])
+        # A version stored before regions were counted knows only totals.
+        return examples if self.model_counts.get(name, 0) >= examples else 0
 
 
 class Candidate(TypedDict):
