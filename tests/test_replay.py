@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from topics import gold_table as gold_fixture
 
+from bandit_router.bench.data import load_bench_data
 from bandit_router.bench.replay import ReplayOptions, run_replay
 from bandit_router.config import load_settings
 
@@ -56,3 +59,18 @@ def test_replay_two_models_reports_routellm_metrics(settings, tmp_path: Path) ->
     assert policies["supervised_full_information"]["apgr"] > 0.6
     assert policies["supervised_full_information"]["cpt50"] < 0.5
     assert (tmp_path / "out" / "pgr.png").exists()
+
+
+def test_replay_reads_tables_with_cost_and_input_tokens(settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Both documented columns at once: per-row input tokens (models tokenise differently)
+    become one count per prompt, their mean."""
+    path = gold_fixture(tmp_path / "gold.parquet", ["big", "poet"], n=40)
+    table = pd.read_parquet(path)
+    table["input_tokens"] = [30 if m == "big" else 50 for m in table["model"]]
+    table.to_parquet(path)
+    data = load_bench_data(settings, path, None, tmp_path / "cache")
+    assert data.input_tokens.shape == (data.gold.n_prompts,)
+    assert np.all(data.input_tokens == 40.0)
+    opts = ReplayOptions(rounds=100, batch=50, seed=3, progress=False, mf_epochs=5)
+    result = run_replay(settings, path, None, tmp_path / "out", opts, tmp_path / "cache")
+    assert result["online"]["cold"]["rounds"] == 100
