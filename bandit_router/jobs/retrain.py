@@ -132,6 +132,7 @@ def _train_and_evaluate(
     labeller: Labeller,
     counts: Tally,
     n_train: int,
+    served_by: int,
 ) -> tuple[Evaluation, BiasTally, int]:
     since = utcnow() - timedelta(days=settings.retrain_window_days)
     ev = Evaluation(models=[])
@@ -140,7 +141,7 @@ def _train_and_evaluate(
     for chunk in read_events(engine, settings, since=since):
         for event, label in zip(chunk, labeller.labels(chunk), strict=True):
             tally.add(event)
-            if i >= n_train and evaluable(event, label):
+            if i >= n_train and evaluable(event, label, served_by):
                 names = [c.model for c in event.candidates]
                 ev.add(event, float(label), model.predict(event.emb, names))
             teach(model, event, label, labeller, counts)
@@ -169,7 +170,9 @@ def run_retrain(engine: Engine, settings: Settings) -> dict[str, Any]:
     try:
         offline = _learn_offline_gold(engine, model, counts)
         n_train = int(n * (1 - settings.promotion_holdout_fraction))
-        ev, tally, learned = _train_and_evaluate(engine, settings, model, labeller, counts, n_train)
+        ev, tally, learned = _train_and_evaluate(
+            engine, settings, model, labeller, counts, n_train, active["id"]
+        )
         blob = model.to_bytes()
     finally:
         model.close()

@@ -97,7 +97,7 @@ def run_update(engine: Engine, settings: Settings) -> dict[str, Any]:
         for chunk in chain([first], pending):
             for event, label in zip(chunk, labeller.labels(chunk), strict=True):
                 seen.append(event.decision_id)
-                if evaluable(event, label):
+                if evaluable(event, label, active["id"]):
                     names = [c.model for c in event.candidates]
                     shown.add(event, float(label), model.predict(event.emb, names))
                 teach(model, event, label, labeller, tally)
