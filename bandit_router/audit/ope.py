@@ -305,14 +305,19 @@ class RunningDifference:
     def mean(self) -> float:
         return self.total / self.n if self.n else 0.0
 
-    def lower_bound(self, alpha: float = 0.05, tuned_n: int = 1000) -> float:
+    def radius(self, alpha: float = 0.05, tuned_n: int = 1000) -> float:
         if self.n < 2:
-            return float("-inf")
+            return float("inf")
         var = max(self.total_sq / self.n - self.mean**2, 1e-12) * self.n / (self.n - 1)
         rho = var * tuned_n
         v = self.n * var + rho
-        radius = np.sqrt(2.0 * v / self.n**2 * np.log(np.sqrt(v / rho) / alpha))
-        return float(self.mean - radius)
+        return float(np.sqrt(2.0 * v / self.n**2 * np.log(np.sqrt(v / rho) / alpha)))
+
+    def lower_bound(self, alpha: float = 0.05) -> float:
+        return self.mean - self.radius(alpha)
+
+    def upper_bound(self, alpha: float = 0.05) -> float:
+        return self.mean + self.radius(alpha)
 
     def as_dict(self) -> dict[str, float]:
         return {"n": self.n, "total": self.total, "total_sq": self.total_sq}

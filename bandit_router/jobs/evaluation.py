@@ -34,18 +34,26 @@ def evaluable(event: LoggedEvent, label: float, served_by: int) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class _Shown:
+    """One evaluated event: enough to replay both policies' picks at any λ."""
+
+    cols: list[int]  # the candidates' columns
+    predicted: np.ndarray  # the candidate policy's quality per candidate
+    logged: np.ndarray  # the serving policy's logged quality per candidate
+    cost: np.ndarray  # normalised cost per candidate
+    lam: float  # the request's λ
+    a: int  # column of the drawn (and answering) model
+    p: float
+    label: float
+
+
 @dataclass
 class Evaluation:
-    """Per evaluated event: the logged action, its probability, reward, and both policies'
-    choices and the candidate's predicted reward, over a fixed column set of models."""
+    """The events a candidate was shown, over a growing column set of models."""
 
     models: list[str]
-    a: list[int] = field(default_factory=list)
-    p: list[float] = field(default_factory=list)
-    r: list[float] = field(default_factory=list)
-    candidate: list[int] = field(default_factory=list)
-    served: list[int] = field(default_factory=list)
-    q_hat: list[tuple[list[int], np.ndarray]] = field(default_factory=list)
+    shown: list[_Shown] = field(default_factory=list)
 
     def col(self, model: str) -> int:
         if model not in self.models:
@@ -54,42 +62,49 @@ class Evaluation:
 
     def add(self, event: LoggedEvent, label: float, predicted: np.ndarray) -> None:
         """`predicted`: the candidate's quality for the event's logged candidates."""
-        names = [c.model for c in event.candidates]
-        cost = np.array([c.cost_norm for c in event.candidates])
-        score = predicted - event.lam * cost
-        cols = [self.col(m) for m in names]
-        self.a.append(self.col(event.drawn))
-        self.p.append(event.probability)
-        self.r.append(label - event.lam * event.cost_of(event.drawn))
-        self.candidate.append(cols[int(np.argmax(score))])
-        self.served.append(self.col(event.logged_greedy()))
-        self.q_hat.append((cols, score))
+        self.shown.append(
+            _Shown(
+                cols=[self.col(c.model) for c in event.candidates],
+                predicted=np.asarray(predicted, dtype=float),
+                logged=np.array([c.quality for c in event.candidates]),
+                cost=np.array([c.cost_norm for c in event.candidates]),
+                lam=event.lam,
+                a=self.col(event.drawn),
+                p=event.probability,
+                label=label,
+            )
+        )
 
     def trim(self, keep: int) -> None:
-        for name in ("a", "p", "r", "candidate", "served", "q_hat"):
-            setattr(self, name, getattr(self, name)[-keep:])
+        self.shown = self.shown[-keep:]
 
     def __len__(self) -> int:
-        return len(self.a)
+        return len(self.shown)
 
-    def paired_terms(self) -> np.ndarray:
-        """Per-event DR terms of candidate − served (pooled across runs by the update job)."""
-        if not self.a:
+    def paired_terms(self, lam: float | None = None) -> np.ndarray:
+        """Per-event DR terms of candidate − served at `lam` (default: each request's own);
+        the update job pools them across runs."""
+        if len(self.shown) < 2:
             return np.zeros(0)
-        cand, served, q, a, p, r = self.matrices()
-        if len(a) < 2:
-            return np.zeros(0)
+        cand, served, q, a, p, r = self.matrices(lam)
         return ope.paired_terms(cand, served, a, p, r, np.clip(q, r.min(), r.max()))
 
-    def matrices(self) -> tuple[np.ndarray, ...]:
-        n, K = len(self.a), len(self.models)
-        rows = np.arange(n)
+    def matrices(self, lam: float | None = None) -> tuple[np.ndarray, ...]:
+        """(candidate π, served π, q̂, a, p, r) with both policies picking and rewards paying
+        cost at `lam` (default: each request's own λ)."""
+        n, K = len(self.shown), len(self.models)
         cand, served, q = np.zeros((n, K)), np.zeros((n, K)), np.zeros((n, K))
-        cand[rows, self.candidate] = 1.0
-        served[rows, self.served] = 1.0
-        for i, (cols, scores) in enumerate(self.q_hat):
-            q[i, cols] = scores
-        return cand, served, q, np.array(self.a), np.array(self.p), np.array(self.r)
+        r = np.zeros(n)
+        for i, e in enumerate(self.shown):
+            at = e.lam if lam is None else lam
+            score = e.predicted - at * e.cost
+            cand[i, e.cols[int(np.argmax(score))]] = 1.0
+            served[i, e.cols[int(np.argmax(e.logged - at * e.cost))]] = 1.0
+            q[i, e.cols] = score
+            r[i] = e.label - at * e.cost[e.cols.index(e.a)]
+        a = np.array([e.a for e in self.shown])
+        p = np.array([e.p for e in self.shown])
+        return cand, served, q, a, p, r
 
 
 def _est(e: ope.Estimate) -> dict[str, float]:
@@ -98,7 +113,7 @@ def _est(e: ope.Estimate) -> dict[str, float]:
 
 def judge(ev: Evaluation, settings: Settings) -> dict[str, Any]:
     """Candidate vs the serving policy on the evaluated events, and the promotion decision."""
-    n = len(ev.a)
+    n = len(ev)
     if n < 2:
         return {"evaluated_events": n, "promote": False, "why": "fewer than 2 evaluated events"}
     cand, served, q, a, p, r = ev.matrices()
@@ -132,4 +147,26 @@ def judge(ev: Evaluation, settings: Settings) -> dict[str, Any]:
         cmp = ope.compare(cand, served, a, p, r, estimator="snips", rule=rule)
         report["difference"] = _est(cmp.difference)
     report["promote"] = bool(cmp.promote)
+    harmed = _harm_at_presets(ev, settings, report)
+    if report["promote"] and harmed:
+        report["promote"] = False
+        report["why"] = f"significantly worse at λ = {', '.join(harmed)}"
     return report
+
+
+def _harm_at_presets(ev: Evaluation, settings: Settings, report: dict[str, Any]) -> list[str]:
+    """The preset trade-offs at which the candidate is significantly worse (upper bound < 0).
+    Traffic at one λ says little about the others, yet a candidate that paid off there lost
+    0.07 at λ = 0 on RouterBench; what the same events show at each preset is checked."""
+    harmed, per_lambda = [], {}
+    for name in ("quality", "balanced", "cost"):
+        lam = settings.preset_lambda(name)
+        cand, served, q, a, p, r = ev.matrices(lam)
+        diff = ope.compare(
+            cand, served, a, p, r, q_hat=np.clip(q, r.min(), r.max()), estimator="dr"
+        ).difference
+        per_lambda[f"{lam:g}"] = _est(diff)
+        if diff.hi < 0:
+            harmed.append(f"{lam:g}")
+    report["difference_at_presets"] = per_lambda
+    return harmed

@@ -147,7 +147,7 @@ def _train_and_evaluate(
             teach(model, event, label, labeller, counts)
             learned += int(np.isfinite(label))
             i += 1
-        if len(ev.a) > 2 * MAX_EVALUATED:
+        if len(ev) > 2 * MAX_EVALUATED:
             ev.trim(MAX_EVALUATED)
     ev.trim(MAX_EVALUATED)
     return ev, tally, learned

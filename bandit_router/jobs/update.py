@@ -70,6 +70,19 @@ def learner_of(engine: Engine, active: dict[str, Any]) -> dict[str, Any]:
     return full if full is not None else active
 
 
+TRAFFIC = "traffic"  # the requests' own λ; the other gates replay the same events at a preset's
+
+
+def _gates(
+    learner: dict[str, Any], active: dict[str, Any], settings: Settings
+) -> dict[str, ope.RunningDifference]:
+    """The learner's pooled differences since it forked from the active policy: at the
+    traffic's λ (to promote) and at each preset λ (to veto a learner clearly worse there)."""
+    keys = [TRAFFIC] + [f"{settings.preset_lambda(p):g}" for p in ("quality", "balanced", "cost")]
+    stored = {} if learner is active else (learner["metrics"] or {}).get("gate", {})
+    return {k: ope.RunningDifference(**stored.get(k, {})) for k in dict.fromkeys(keys)}
+
+
 def run_update(engine: Engine, settings: Settings) -> dict[str, Any]:
     with engine.connect() as conn:
         active = repo.active_policy(conn)
@@ -85,9 +98,7 @@ def run_update(engine: Engine, settings: Settings) -> dict[str, Any]:
         return {"events": 0, "published": None, "parent": active["id"]}
     labeller = fit_labeller(engine, settings, pool)
     learner = learner_of(engine, active)
-    gate = ope.RunningDifference(**(learner["metrics"] or {}).get("gate", {}))
-    if learner is active:
-        gate = ope.RunningDifference()
+    gates = _gates(learner, active, settings)
     model = QualityModel(learner["vw_args"], learner["model_bytes"])
     tally = tally_of(learner)
     seen: list[str] = []
@@ -106,18 +117,24 @@ def run_update(engine: Engine, settings: Settings) -> dict[str, Any]:
         blob = model.to_bytes()
     finally:
         model.close()
-    gate.add(shown.paired_terms())
-    lower = gate.lower_bound()
-    promote = settings.update_promotion == "always" or (gate.n >= GATE_MIN_EVENTS and lower > 0.0)
+    for lam, gate in gates.items():
+        gate.add(shown.paired_terms(None if lam == TRAFFIC else float(lam)))
+    traffic = gates[TRAFFIC]
+    lower = traffic.lower_bound()
+    harmed = [lam for lam, g in gates.items() if lam != TRAFFIC and g.upper_bound() < 0]
+    promote = settings.update_promotion == "always" or (
+        traffic.n >= GATE_MIN_EVENTS and lower > 0.0 and not harmed
+    )
     metrics = {
         "events": len(learned),
         "closed_without_label": len(seen) - len(learned),
         "mean_label": float(np.mean(learned)) if learned else None,
         "labels": labeller.info,
         "baseline": active["id"],
-        "gate": gate.as_dict(),
-        "gate_mean_difference": gate.mean,
+        "gate": {lam: g.as_dict() for lam, g in gates.items()},
+        "gate_mean_difference": traffic.mean,
         "gate_lower_bound": lower if np.isfinite(lower) else None,
+        "significantly_worse_at": harmed,
         "promoted": bool(promote),
     }
     version = publish_policy(
