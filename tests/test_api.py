@@ -230,7 +230,35 @@ def test_admin_model_errors(client) -> None:  # type: ignore[no-untyped-def]
     assert r.status_code == 409
 
 
-def test_update_job_publishes_and_rollback_restores(client, runtime) -> None:  # type: ignore[no-untyped-def]
+def test_update_job_keeps_the_active_policy_until_the_gate_has_evidence(client, runtime) -> None:  # type: ignore[no-untyped-def]
+    before = route(client)
+    client.post(
+        "/v1/feedback", json={"decision_id": before["decision_id"], "type": "thumbs", "value": "up"}
+    )
+    job = runtime.runner.run("update")
+    assert job["status"] == "succeeded", job
+    # One event is far below the gate's minimum: the learner is stored, not served.
+    assert job["result"]["promoted"] is False
+    assert job["result"]["published"] != before["policy_version"]
+    assert route(client)["policy_version"] == before["policy_version"]
+
+
+def test_update_job_publishes_and_rollback_restores(settings, encoder) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    from bandit_router.api.app import create_app
+    from bandit_router.runtime import Runtime
+
+    always = settings.model_copy(update={"update_promotion": "always"})
+    runtime = Runtime(always, encoder=encoder, scheduler=False)
+    try:
+        with TestClient(create_app(always, runtime)) as client:
+            _publish_then_roll_back(client, runtime)
+    finally:
+        runtime.close()
+
+
+def _publish_then_roll_back(client, runtime) -> None:  # type: ignore[no-untyped-def]
     did = route(client)["decision_id"]
     client.post("/v1/feedback", json={"decision_id": did, "type": "thumbs", "value": "up"})
     r = client.post("/v1/admin/jobs/update")

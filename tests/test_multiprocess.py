@@ -211,7 +211,7 @@ def test_every_serve_worker_hot_loads_a_new_policy(
     pg_url: str, pool_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("BANDIT_ROUTER_STATE_POLL_SECONDS", "0.3")
-    settings = load_settings(database_url=pg_url, pool_file=pool_file)
+    settings = load_settings(database_url=pg_url, pool_file=pool_file, update_promotion="always")
     service = Service(settings, pg_url, workers=2)
     service.start()
     try:
