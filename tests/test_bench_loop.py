@@ -48,6 +48,8 @@ def test_learning_from_unbiased_feedback_does_not_lower_the_start(result) -> Non
 def test_the_report_names_every_policy_target_and_retraining(result) -> None:  # type: ignore[no-untyped-def]
     res, out = result
     assert (out / "value_over_rounds.png").stat().st_size > 10_000
+    table = (out / "summary.md").read_text()
+    assert "| cold/noisy | " in table and "| promotion: truly worse promoted ≤ 5% |" in table
     seeds = res["seeds"]
     assert len(seeds) == 2
     assert set(seeds[0]["policies"]) == {

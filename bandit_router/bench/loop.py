@@ -630,10 +630,43 @@ def run_loop(
         "seconds": round(time.perf_counter() - started, 1),
     }
     (out / "result.json").write_text(json.dumps(result, indent=2, default=_json))
+    (out / "summary.md").write_text(markdown(result))
     from bandit_router.bench.plots import loop_plot
 
     loop_plot(result, out / "value_over_rounds.png")
     return result
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The seed means as the README shows them: value at the online λ, start → end, the worst
+    change over the λ grid, then each target."""
+    summary, opts = result["summary"], result["options"]
+    lam = f"{opts['online_lambda']:g}"
+    lines = [
+        f"{result['data']['prompts']} prompts, {len(result['data']['models'])} models, "
+        f"{opts['seeds']} seeds, {opts['rounds']} rounds at λ = {lam}, warm start from "
+        f"{opts['warm']}; {result['machine']['date']}, {result['seconds'] / 60:.0f} min",
+        "",
+        f"| policy | value at λ = {lam}: start → end (sd) | worst change over λ ∈ "
+        f"{{{', '.join(f'{x:g}' for x in opts['lambdas'])}}} |",
+        "|---|---|---|",
+    ]
+    for name, p in summary["policies"].items():
+        sd = p["final_sd_at_online_lambda"]
+        lines.append(
+            f"| {name} | {p['start'][lam]:.3f} → {p['final'][lam]:.3f}"
+            f"{f' ({sd:.3f})' if sd is not None else ''} | {p['worst_change']:+.3f} |"
+        )
+    for name, v in summary["constants"].items():
+        lines.append(f"| {name} | {v[lam]:.3f} | |")
+    lines += ["", "| target | measured | met |", "|---|---|---|"]
+    for name, t in summary["targets"].items():
+        shown = {k: v for k, v in t.items() if k != "met"}
+        measured = ", ".join(
+            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items()
+        )
+        lines.append(f"| {name} | {measured} | {'yes' if t['met'] else '**no**'} |")
+    return "\n".join(lines) + "\n"
 
 
 def _json(obj: Any) -> Any:
