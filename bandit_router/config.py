@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     # gated: the update job's learner goes live only once off-policy evaluation shows it beats
     # the active policy (jobs/update.py); always: every update goes live (the old behaviour).
     update_promotion: Literal["gated", "always"] = "gated"
+    # At each preset λ a new policy must not be worse than the active one by more than this.
+    # None: veto only a loss shown significant (upper bound < 0); a number: demand the 95% lower
+    # bound of the difference be above −margin (non-inferiority), so a loss no data can rule out
+    # also blocks the promotion.
+    preset_loss_margin: float | None = Field(default=None, ge=0)
     state_poll_seconds: float = Field(default=2.0, gt=0)
 
     # Operations: processes, scheduling

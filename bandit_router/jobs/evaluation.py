@@ -154,8 +154,14 @@ def judge(ev: Evaluation, settings: Settings) -> dict[str, Any]:
     return report
 
 
+def loses(lo: float, hi: float, margin: float | None) -> bool:
+    """Whether a difference (new − active) with this 95% interval vetoes a promotion: a loss
+    shown significant, or, with a margin, any loss beyond it that the data cannot rule out."""
+    return hi < 0 if margin is None else not lo >= -margin
+
+
 def _harm_at_presets(ev: Evaluation, settings: Settings, report: dict[str, Any]) -> list[str]:
-    """The preset trade-offs at which the candidate is significantly worse (upper bound < 0).
+    """The preset trade-offs at which the candidate loses (`loses`).
     Traffic at one λ says little about the others, yet a candidate that paid off there lost
     0.07 at λ = 0 on RouterBench; what the same events show at each preset is checked."""
     harmed, per_lambda = [], {}
@@ -166,7 +172,7 @@ def _harm_at_presets(ev: Evaluation, settings: Settings, report: dict[str, Any])
             cand, served, a, p, r, q_hat=np.clip(q, r.min(), r.max()), estimator="dr"
         ).difference
         per_lambda[f"{lam:g}"] = _est(diff)
-        if diff.hi < 0:
+        if loses(diff.lo, diff.hi, settings.preset_loss_margin):
             harmed.append(f"{lam:g}")
     report["difference_at_presets"] = per_lambda
     return harmed

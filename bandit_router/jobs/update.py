@@ -28,7 +28,7 @@ from sqlalchemy import Engine
 
 from bandit_router.audit import ope
 from bandit_router.config import Settings
-from bandit_router.jobs.evaluation import Evaluation, evaluable
+from bandit_router.jobs.evaluation import Evaluation, evaluable, loses
 from bandit_router.jobs.events import LoggedEvent, read_events
 from bandit_router.jobs.labels import Labeller, fit_labeller
 from bandit_router.policy.learner import QualityModel
@@ -121,7 +121,12 @@ def run_update(engine: Engine, settings: Settings) -> dict[str, Any]:
         gate.add(shown.paired_terms(None if lam == TRAFFIC else float(lam)))
     traffic = gates[TRAFFIC]
     lower = traffic.lower_bound()
-    harmed = [lam for lam, g in gates.items() if lam != TRAFFIC and g.upper_bound() < 0]
+    margin = settings.preset_loss_margin
+    harmed = [
+        lam
+        for lam, g in gates.items()
+        if lam != TRAFFIC and loses(g.lower_bound(), g.upper_bound(), margin)
+    ]
     promote = settings.update_promotion == "always" or (
         traffic.n >= GATE_MIN_EVENTS and lower > 0.0 and not harmed
     )
