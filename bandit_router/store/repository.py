@@ -65,6 +65,17 @@ def insert_decisions(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     conn.execute(insert(Decision), list(rows))
 
 
+def insert_feedback_rows(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Bulk feedback (one executemany), for filling a store: no duplicate check."""
+    if rows:
+        conn.execute(insert(Feedback), list(rows))
+
+
+def insert_audit_rows(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(insert(Audit), list(rows))
+
+
 def insert_decision(conn: Connection, row: dict[str, Any], audited: bool) -> None:
     """A decision and, when it was drawn for a gold audit, its pending audit — atomically."""
     # Parameters, not .values(): the statement compiles once and is reused from the cache.
