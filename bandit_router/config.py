@@ -128,6 +128,12 @@ class Settings(BaseSettings):
     promotion_estimator: Literal["dr", "snips", "ips"] = "dr"
     promotion_holdout_fraction: float = Field(default=0.3, gt=0, lt=1)
     retrain_min_events: int = Field(default=50, ge=1)
+    # The jobs stream the log in chunks of this many events (one cursor, server-side on
+    # PostgreSQL): memory holds one chunk, whatever the window's size.
+    job_chunk_events: int = Field(default=2000, ge=1)
+    # Off-policy evaluation keeps a uniform sample (reservoir) of at most this many evaluated
+    # events per job run: its memory and the estimate's cost stop growing with the window.
+    ope_max_events: int = Field(default=100_000, ge=2)
 
     @field_validator("database_url")
     @classmethod

@@ -66,6 +66,7 @@ def _batch(
     step: timedelta,
     cost: dict[str, float],
     version: int,
+    audit_rate: float,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """Decisions, their thumbs and their graded audits for ids start .. start + n."""
     names = list(cost)
@@ -81,7 +82,7 @@ def _batch(
         pmf = np.full(len(names), 0.05)
         pmf[int(np.argmax(score))] += 1.0 - pmf.sum()
         a = int(rng.choice(len(names), p=pmf))
-        audited = bool(rng.random() < AUDIT_RATE)
+        audited = bool(rng.random() < audit_rate)
         decisions.append(
             {
                 "id": did,
@@ -106,7 +107,7 @@ def _batch(
                 "probability": float(pmf[a]),
                 "exploration": "squarecb",
                 "policy_version": version,
-                "audit_probability": AUDIT_RATE,
+                "audit_probability": audit_rate,
                 "audit_selected": audited,
             }
         )
@@ -127,7 +128,9 @@ def _batch(
     return decisions, feedback, audits
 
 
-def fill_store(settings: Settings, n: int, seed: int = 0) -> dict[str, Any]:
+def fill_store(
+    settings: Settings, n: int, seed: int = 0, audit_rate: float = AUDIT_RATE
+) -> dict[str, Any]:
     """Migrate a fresh store, seed the pool and starter policy, then write n events in bulk."""
     engine = make_engine(settings.database_url)
     started = time.perf_counter()
@@ -141,7 +144,7 @@ def fill_store(settings: Settings, n: int, seed: int = 0) -> dict[str, Any]:
         step = timedelta(days=WINDOW_DAYS) / max(n, 1)
         t0 = datetime.now(UTC) - timedelta(days=WINDOW_DAYS) - timedelta(minutes=5)
         for start in range(0, n, BATCH):
-            rows = _batch(rng, start, min(BATCH, n - start), t0, step, cost, version)
+            rows = _batch(rng, start, min(BATCH, n - start), t0, step, cost, version, audit_rate)
             with engine.begin() as conn:
                 repo.insert_decisions(conn, rows[0])
                 repo.insert_feedback_rows(conn, rows[1])

@@ -19,6 +19,7 @@ so a failed or killed job changes nothing.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from datetime import timedelta
 from itertools import chain
 from typing import Any
@@ -83,6 +84,36 @@ def _gates(
     return {k: ope.RunningDifference(**stored.get(k, {})) for k in dict.fromkeys(keys)}
 
 
+@dataclass
+class _Run:
+    """What one update run has gone through, in memory that grows only with BATCH_LIMIT."""
+
+    shown: Evaluation  # a bounded sample (OPE_MAX_EVENTS) of the events valued for the gate
+    seen: list[str] = field(default_factory=list)  # marked learned when the run publishes
+    learned: int = 0
+    label_sum: float = 0.0
+
+
+def _learn_chunk(
+    run: _Run,
+    model: QualityModel,
+    chunk: list[LoggedEvent],
+    labeller: Labeller,
+    tally: Tally,
+    active_id: int,
+) -> None:
+    """Each event is first valued (the learner's pick before it learns the event), then taught."""
+    for event, label in zip(chunk, labeller.labels(chunk), strict=True):
+        run.seen.append(event.decision_id)
+        if evaluable(event, label, active_id):
+            names = [c.model for c in event.candidates]
+            run.shown.add(event, float(label), model.predict(event.emb, names))
+        teach(model, event, label, labeller, tally)
+        if np.isfinite(label):
+            run.learned += 1
+            run.label_sum += float(label)
+
+
 def run_update(engine: Engine, settings: Settings) -> dict[str, Any]:
     with engine.connect() as conn:
         active = repo.active_policy(conn)
@@ -99,24 +130,16 @@ def run_update(engine: Engine, settings: Settings) -> dict[str, Any]:
     labeller = fit_labeller(engine, settings, pool)
     learner = learner_of(engine, active)
     gates = _gates(learner, active, settings)
-    model = QualityModel(learner["vw_args"], learner["model_bytes"])
     tally = tally_of(learner)
-    seen: list[str] = []
-    learned: list[float] = []
-    shown = Evaluation(models=[])
+    run = _Run(Evaluation(models=[], capacity=settings.ope_max_events))
+    model = QualityModel(learner["vw_args"], learner["model_bytes"])
     try:
         for chunk in chain([first], pending):
-            for event, label in zip(chunk, labeller.labels(chunk), strict=True):
-                seen.append(event.decision_id)
-                if evaluable(event, label, active["id"]):
-                    names = [c.model for c in event.candidates]
-                    shown.add(event, float(label), model.predict(event.emb, names))
-                teach(model, event, label, labeller, tally)
-                if np.isfinite(label):
-                    learned.append(float(label))
+            _learn_chunk(run, model, chunk, labeller, tally, active["id"])
         blob = model.to_bytes()
     finally:
         model.close()
+    shown = run.shown
     for lam, gate in gates.items():
         gate.add(shown.paired_terms(None if lam == TRAFFIC else float(lam)))
     traffic = gates[TRAFFIC]
@@ -126,9 +149,9 @@ def run_update(engine: Engine, settings: Settings) -> dict[str, Any]:
         traffic.n >= GATE_MIN_EVENTS and lower > 0.0 and not harmed
     )
     metrics = {
-        "events": len(learned),
-        "closed_without_label": len(seen) - len(learned),
-        "mean_label": float(np.mean(learned)) if learned else None,
+        "events": run.learned,
+        "closed_without_label": len(run.seen) - run.learned,
+        "mean_label": run.label_sum / run.learned if run.learned else None,
         "labels": labeller.info,
         "baseline": active["id"],
         "gate": {lam: g.as_dict() for lam, g in gates.items()},
@@ -141,7 +164,7 @@ def run_update(engine: Engine, settings: Settings) -> dict[str, Any]:
         engine,
         trained_from_active=active["id"],
         activate=promote,
-        also=lambda conn, v: repo.mark_learned(conn, seen, v),
+        also=lambda conn, v: repo.mark_learned(conn, run.seen, v),
         vw_args=learner["vw_args"],
         model_bytes=blob,
         **tally_fields(tally),
@@ -151,6 +174,6 @@ def run_update(engine: Engine, settings: Settings) -> dict[str, Any]:
     )
     log.info(
         "update job: learner %s from %s events, %s",
-        version, len(learned), "promoted" if promote else "not (yet) better than the active",
+        version, run.learned, "promoted" if promote else "not (yet) better than the active",
     )  # fmt: skip
     return {**metrics, "published": version, "parent": learner["id"]}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -373,21 +373,22 @@ def offline_gold(conn: Connection) -> list[dict[str, Any]]:
 # --- the learning log ------------------------------------------------------------------------
 
 
-def event_rows(
+def stream_event_rows(
     conn: Connection,
     *,
-    limit: int,
-    after: tuple[datetime, str] | None = None,
+    chunk: int,
     since: datetime | None = None,
     until: datetime | None = None,
     unlearned_only: bool = False,
     with_signal_only: bool = True,
     graded_only: bool = False,
-) -> list[dict[str, Any]]:
-    """One page of the learning log, oldest first: decisions with their gold grade and, when
-    proxied, who answered and the answer's length. Keyset-paged on (created_at, id) so a job
-    reads any window in bounded pages. `with_signal_only`: only decisions that carry feedback or
-    a gold grade."""
+    max_events: int | None = None,
+) -> Iterator[list[dict[str, Any]]]:
+    """The learning log in chunks of `chunk` rows, oldest first: decisions with their gold grade
+    and, when proxied, who answered and the answer's length. ONE query read through a cursor
+    (server-side on PostgreSQL, stepped on SQLite), so a job holds one chunk whatever the
+    window's size and the database walks the index once (keyset pages re-seeked it per page).
+    `with_signal_only`: only decisions that carry feedback or a gold grade."""
     has_feedback = select(Feedback.id).where(Feedback.decision_id == Decision.id).exists()
     stmt = (
         select(
@@ -400,13 +401,8 @@ def event_rows(
         .outerjoin(Audit, and_(Audit.decision_id == Decision.id, Audit.status == "graded"))
         .outerjoin(ProxyAnswer, ProxyAnswer.decision_id == Decision.id)
         .order_by(Decision.created_at, Decision.id)
-        .limit(limit)
+        .limit(max_events)
     )
-    if after is not None:
-        at, last = after
-        stmt = stmt.where(
-            or_(Decision.created_at > at, and_(Decision.created_at == at, Decision.id > last))
-        )
     if since is not None:
         stmt = stmt.where(Decision.created_at >= since)
     if until is not None:
@@ -417,7 +413,12 @@ def event_rows(
         stmt = stmt.where(or_(has_feedback, Audit.score.is_not(None)))
     if graded_only:
         stmt = stmt.where(Audit.score.is_not(None))
-    return [dict(r._mapping) for r in conn.execute(stmt)]
+    result = conn.execution_options(yield_per=chunk).execute(stmt)
+    try:
+        for part in result.partitions():
+            yield [dict(r._mapping) for r in part]
+    finally:
+        result.close()  # a consumer that stops early must not leave the cursor open
 
 
 def count_events(conn: Connection, since: datetime | None = None) -> int:
