@@ -135,6 +135,14 @@ class Settings(BaseSettings):
     # events per job run: its memory and the estimate's cost stop growing with the window.
     ope_max_events: int = Field(default=100_000, ge=2)
 
+    # Retention (jobs/retention.py): decisions with their feedback, audits and proxy records are
+    # deleted after RETENTION_DAYS (0 = kept forever), rolled up per day and model first; stored
+    # prompt text is cleared sooner. Deleted RETENTION_BATCH_ROWS per transaction.
+    retention_days: float = Field(default=90.0, ge=0)
+    prompt_retention_days: float = Field(default=7.0, ge=0)
+    retention_interval_seconds: float = Field(default=3600.0, gt=0)
+    retention_batch_rows: int = Field(default=5000, ge=1)
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, v: str) -> str:

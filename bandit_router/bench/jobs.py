@@ -67,6 +67,7 @@ def _batch(
     cost: dict[str, float],
     version: int,
     audit_rate: float,
+    prompts: bool,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """Decisions, their thumbs and their graded audits for ids start .. start + n."""
     names = list(cost)
@@ -88,6 +89,7 @@ def _batch(
                 "id": did,
                 "created_at": t0 + step * (start + i),
                 "prompt_hash": did * 2,
+                "prompt": f"synthetic query {start + i}" if prompts else None,
                 "embedding": emb[i].tobytes(),
                 "input_tokens": 50,
                 "lam": LAMBDA,
@@ -129,7 +131,11 @@ def _batch(
 
 
 def fill_store(
-    settings: Settings, n: int, seed: int = 0, audit_rate: float = AUDIT_RATE
+    settings: Settings,
+    n: int,
+    seed: int = 0,
+    audit_rate: float = AUDIT_RATE,
+    prompts: bool = False,
 ) -> dict[str, Any]:
     """Migrate a fresh store, seed the pool and starter policy, then write n events in bulk."""
     engine = make_engine(settings.database_url)
@@ -144,7 +150,9 @@ def fill_store(
         step = timedelta(days=WINDOW_DAYS) / max(n, 1)
         t0 = datetime.now(UTC) - timedelta(days=WINDOW_DAYS) - timedelta(minutes=5)
         for start in range(0, n, BATCH):
-            rows = _batch(rng, start, min(BATCH, n - start), t0, step, cost, version, audit_rate)
+            rows = _batch(
+                rng, start, min(BATCH, n - start), t0, step, cost, version, audit_rate, prompts
+            )
             with engine.begin() as conn:
                 repo.insert_decisions(conn, rows[0])
                 repo.insert_feedback_rows(conn, rows[1])

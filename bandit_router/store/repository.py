@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from bandit_router.store.keys import ProxyAnswer
+from bandit_router.store.keys import ProxyAnswer, ProxyRequest
 from bandit_router.store.models import (
     Audit,
+    DailyAggregate,
     Decision,
     Feedback,
     Job,
@@ -431,3 +433,108 @@ def count_events(conn: Connection, since: datetime | None = None) -> int:
     if since is not None:
         stmt = stmt.where(Decision.created_at >= since)
     return int(conn.execute(stmt).scalar() or 0)
+
+
+# --- retention --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExpiredDecision:
+    """What the retention purge rolls up about a decision before deleting it."""
+
+    id: str
+    created_at: datetime
+    model: str  # the chosen model
+    cost_usd: float  # its expected cost when chosen
+    rewards: tuple[float, ...]  # its feedback items' rewards
+    gold: float | None  # its graded audit's score
+
+
+def expired_decisions(conn: Connection, before: datetime, limit: int) -> list[ExpiredDecision]:
+    """Up to `limit` of the oldest decisions made before `before`, with their feedback and grade."""
+    stmt = (
+        select(
+            Decision.id,
+            Decision.created_at,
+            Decision.chosen_model,
+            Decision.candidates,
+            Audit.score,
+        )
+        .outerjoin(Audit, and_(Audit.decision_id == Decision.id, Audit.status == "graded"))
+        .where(Decision.created_at < before)
+        .order_by(Decision.created_at, Decision.id)
+        .limit(limit)
+    )
+    rows = conn.execute(stmt).all()
+    rewards = _rewards_for(conn, [r.id for r in rows])
+    return [
+        ExpiredDecision(
+            id=r.id,
+            created_at=r.created_at,
+            model=r.chosen_model,
+            cost_usd=next(
+                (float(c["cost_usd"]) for c in r.candidates if c["model"] == r.chosen_model), 0.0
+            ),
+            rewards=tuple(rewards.get(r.id, ())),
+            gold=r.score,
+        )
+        for r in rows
+    ]
+
+
+def _rewards_for(conn: Connection, decision_ids: Sequence[str]) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    for start in range(0, len(decision_ids), _CHUNK):
+        chunk = decision_ids[start : start + _CHUNK]
+        stmt = select(Feedback.decision_id, Feedback.reward).where(Feedback.decision_id.in_(chunk))
+        for did, reward in conn.execute(stmt):
+            out.setdefault(did, []).append(float(reward))
+    return out
+
+
+def delete_decisions(conn: Connection, decision_ids: Sequence[str]) -> int:
+    """Delete decisions and everything that hangs off them. Children are deleted explicitly,
+    not left to ON DELETE CASCADE: SQLite enforces it only on connections with foreign keys on."""
+    for start in range(0, len(decision_ids), _CHUNK):
+        chunk = decision_ids[start : start + _CHUNK]
+        for child in (Feedback, Audit, ProxyAnswer, ProxyRequest):
+            conn.execute(delete(child).where(child.decision_id.in_(chunk)))
+        conn.execute(delete(Decision).where(Decision.id.in_(chunk)))
+    return len(decision_ids)
+
+
+def add_daily_aggregates(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Add counts and sums to the (day, model) rows, creating those that do not exist yet."""
+    if not rows:
+        return
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(DailyAggregate)
+    added = ("decisions", "feedback", "reward_sum", "cost_usd", "audits", "gold_sum")
+    upsert = stmt.on_conflict_do_update(
+        index_elements=[DailyAggregate.day, DailyAggregate.model],
+        set_={c: getattr(DailyAggregate, c) + getattr(stmt.excluded, c) for c in added},
+    )
+    conn.execute(upsert, list(rows))
+
+
+def daily_aggregates(conn: Connection, since: date | None = None) -> list[dict[str, Any]]:
+    """The rolled-up history, oldest day first (for the console and metrics)."""
+    stmt = select(DailyAggregate.__table__).order_by(DailyAggregate.day, DailyAggregate.model)
+    if since is not None:
+        stmt = stmt.where(DailyAggregate.day >= since)
+    return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+def expired_prompt_ids(conn: Connection, before: datetime, limit: int) -> list[str]:
+    stmt = (
+        select(Decision.id)
+        .where(Decision.created_at < before, Decision.prompt.is_not(None))
+        .limit(limit)
+    )
+    return [r[0] for r in conn.execute(stmt)]
+
+
+def forget_prompts(conn: Connection, decision_ids: Sequence[str]) -> int:
+    """Drop the stored prompt text; the hash stays (repeat detection, audits by hash)."""
+    conn.execute(update(Decision).where(Decision.id.in_(decision_ids)).values(prompt=None))
+    return len(decision_ids)
