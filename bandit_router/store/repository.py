@@ -148,10 +148,13 @@ def learnable_decisions(
 
 
 def feedback_for(conn: Connection, decision_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """Per decision, its feedback oldest first: the columns a learning event is built from (not
+    `value`, whose JSON would be decoded for nothing on every event of a job)."""
     out: dict[str, list[dict[str, Any]]] = {d: [] for d in decision_ids}
+    cols = (Feedback.decision_id, Feedback.type, Feedback.reward, Feedback.other_model)
     for start in range(0, len(decision_ids), _CHUNK):
         stmt = (
-            select(Feedback.__table__)
+            select(*cols, Feedback.output_tokens)
             .where(Feedback.decision_id.in_(decision_ids[start : start + _CHUNK]))
             .order_by(Feedback.created_at, Feedback.id)
         )
@@ -375,6 +378,20 @@ def offline_gold(conn: Connection) -> list[dict[str, Any]]:
 # --- the learning log ------------------------------------------------------------------------
 
 
+# What a learning event is built from: not the prompt, its hash or the exploration name.
+_EVENT_COLUMNS = [
+    Decision.id,
+    Decision.created_at,
+    Decision.embedding,
+    Decision.lam,
+    Decision.candidates,
+    Decision.chosen_model,
+    Decision.probability,
+    Decision.audit_probability,
+    Decision.policy_version,
+]
+
+
 def stream_event_rows(
     conn: Connection,
     *,
@@ -394,7 +411,7 @@ def stream_event_rows(
     has_feedback = select(Feedback.id).where(Feedback.decision_id == Decision.id).exists()
     stmt = (
         select(
-            Decision.__table__,
+            *_EVENT_COLUMNS,
             Audit.score.label("gold"),
             ProxyAnswer.served_model.label("served_model"),
             ProxyAnswer.decision_id.label("proxied"),
