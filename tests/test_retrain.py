@@ -10,10 +10,11 @@ from topics import prompts
 
 from bandit_router.api.app import create_app
 from bandit_router.bench.jobs import fill_store
-from bandit_router.config import Settings
+from bandit_router.config import Settings, load_settings
 from bandit_router.jobs.events import read_events
 from bandit_router.jobs.labels import fit_labeller
 from bandit_router.jobs.retrain import run_retrain
+from bandit_router.jobs.update import run_update
 from bandit_router.policy.learner import QualityModel
 from bandit_router.runtime import Runtime
 from bandit_router.store import keys as edge_store
@@ -211,3 +212,26 @@ def test_retrain_learns_the_same_policy_whatever_the_chunk_size(settings: Settin
         )
     finally:
         engine.dispose()
+
+
+def test_update_learns_the_same_learner_whatever_the_chunk_size(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The update job marks what it learned, so each chunk size gets its own, identical store."""
+    learned = []
+    for chunk in (7, 10_000):
+        s = load_settings(
+            database_url=f"sqlite:///{tmp_path}/chunk{chunk}.db",
+            scheduler_enabled=False,
+            job_chunk_events=chunk,
+            update_promotion="always",
+        )
+        fill_store(s, 300, seed=4, audit_rate=0.3)
+        engine = make_engine(s.database_url)
+        try:
+            result = run_update(engine, s)
+            assert result["events"] == 300
+            learned.append((result["gate"], _candidate_predictions(engine, s, result["published"])))
+        finally:
+            engine.dispose()
+    (gate_small, small), (gate_whole, whole) = learned
+    assert gate_small == gate_whole  # the same events valued the same way
+    np.testing.assert_array_equal(small, whole)
