@@ -233,5 +233,7 @@ def test_update_learns_the_same_learner_whatever_the_chunk_size(tmp_path) -> Non
         finally:
             engine.dispose()
     (gate_small, small), (gate_whole, whole) = learned
-    assert gate_small == gate_whole  # the same events valued the same way
     np.testing.assert_array_equal(small, whole)
+    # The same events valued the same way; numpy's SIMD sums may differ in the last bit.
+    for lam, terms in gate_small.items():
+        assert terms == pytest.approx(gate_whole[lam], rel=1e-12), lam
