@@ -194,6 +194,11 @@ def _job_row(stdout: bytes) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
+# Retraining first: an update that promotes its learner would leave retraining no event decided
+# by the active policy to evaluate, and the measurement would miss off-policy evaluation's cost.
+JOB_ORDER = ("retrain", "update")
+
+
 def _summary(kind: str, result: dict[str, Any]) -> dict[str, Any]:
     keys = ["events", "learned_events", "closed_without_label", "published", "candidate"]
     out = {k: result[k] for k in keys if k in result}
@@ -201,6 +206,8 @@ def _summary(kind: str, result: dict[str, Any]) -> dict[str, Any]:
     out["job_duration_s"] = result.get("duration_s")
     if kind == "retrain":
         out["evaluated_events"] = (result.get("ope") or {}).get("evaluated_events")
+    else:  # the gate's events valued in this run (pooled with earlier runs' in `gate`)
+        out["evaluated_events"] = (result.get("gate") or {}).get("traffic", {}).get("n")
     return out
 
 
@@ -219,7 +226,7 @@ def run_jobs_bench(
             url = f"sqlite:///{Path(tmp) / 'store.db'}"
             run = fill_store(settings.model_copy(update={"database_url": url}), n, seed)
             run["store_mb"] = round(_store_bytes(Path(tmp)) / 2**20, 1)
-            run["jobs"] = {kind: run_job(kind, url, Path(tmp)) for kind in ("update", "retrain")}
+            run["jobs"] = {kind: run_job(kind, url, Path(tmp)) for kind in JOB_ORDER}
         (out / f"jobs-{n}.json").write_text(json.dumps(run, indent=2))
         report["runs"].append(run)
     (out / "result.json").write_text(json.dumps(report, indent=2))

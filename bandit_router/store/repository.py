@@ -417,7 +417,13 @@ def stream_event_rows(
             ProxyAnswer.decision_id.label("proxied"),
             ProxyAnswer.output_tokens.label("proxy_output_tokens"),
         )
-        .outerjoin(Audit, and_(Audit.decision_id == Decision.id, Audit.status == "graded"))
+        # Graded only: an inner join lets the database start from the few audits instead of
+        # scanning every decision of the window (2 % of them at the default audit rate).
+        .join(
+            Audit,
+            and_(Audit.decision_id == Decision.id, Audit.status == "graded"),
+            isouter=not graded_only,
+        )
         .outerjoin(ProxyAnswer, ProxyAnswer.decision_id == Decision.id)
         .order_by(Decision.created_at, Decision.id)
         .limit(max_events)
