@@ -159,7 +159,7 @@ def fill_store(
                 repo.insert_audit_rows(conn, rows[2])
     finally:
         engine.dispose()
-    return {"events": n, "fill_s": round(time.perf_counter() - started, 2)}
+    return {"events": n, "fill_s": round(time.perf_counter() - started, 2), "served_by": version}
 
 
 def run_job(kind: str, database_url: str, workdir: Path) -> dict[str, Any]:
@@ -194,9 +194,19 @@ def _job_row(stdout: bytes) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
-# Retraining first: an update that promotes its learner would leave retraining no event decided
-# by the active policy to evaluate, and the measurement would miss off-policy evaluation's cost.
 JOB_ORDER = ("retrain", "update")
+
+
+def _reactivate(database_url: str, version: int) -> None:
+    """Put the policy that decided the synthetic events back in service: a job that promoted its
+    candidate would otherwise leave the next one no event to evaluate, and the measurement would
+    miss off-policy evaluation's cost."""
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            repo.activate_policy(conn, version)
+    finally:
+        engine.dispose()
 
 
 def _summary(kind: str, result: dict[str, Any]) -> dict[str, Any]:
@@ -226,7 +236,10 @@ def run_jobs_bench(
             url = f"sqlite:///{Path(tmp) / 'store.db'}"
             run = fill_store(settings.model_copy(update={"database_url": url}), n, seed)
             run["store_mb"] = round(_store_bytes(Path(tmp)) / 2**20, 1)
-            run["jobs"] = {kind: run_job(kind, url, Path(tmp)) for kind in JOB_ORDER}
+            run["jobs"] = {}
+            for kind in JOB_ORDER:
+                run["jobs"][kind] = run_job(kind, url, Path(tmp))
+                _reactivate(url, run["served_by"])
         (out / f"jobs-{n}.json").write_text(json.dumps(run, indent=2))
         report["runs"].append(run)
     (out / "result.json").write_text(json.dumps(report, indent=2))
