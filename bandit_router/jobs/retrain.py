@@ -141,10 +141,10 @@ def _train_and_evaluate(
     for chunk in read_events(engine, settings, since=since):
         for event, label in zip(chunk, labeller.labels(chunk), strict=True):
             tally.add(event)
-            if i >= n_train and evaluable(event, label, served_by):
-                names = [c.model for c in event.candidates]
-                ev.add(event, float(label), model.predict(event.emb, names))
-            teach(model, event, label, labeller, counts)
+            valued = i >= n_train and evaluable(event, label, served_by)
+            before = teach(model, event, label, labeller, counts, value=valued)
+            if before is not None:
+                ev.add(event, float(label), before)
             learned += int(np.isfinite(label))
             i += 1
     return ev, tally, learned

@@ -45,19 +45,33 @@ GATE_MIN_EVENTS = 100  # evaluated events before the learner may replace the act
 
 
 def teach(
-    model: QualityModel, event: LoggedEvent, label: float, labeller: Labeller, tally: Tally
-) -> None:
+    model: QualityModel,
+    event: LoggedEvent,
+    label: float,
+    labeller: Labeller,
+    tally: Tally,
+    *,
+    value: bool = False,
+) -> np.ndarray | None:
     """One event's lesson: its label for the model that answered and, from pairwise feedback,
     the other model's (a label the policy did not draw, learned all the same: regression needs
-    no propensity)."""
+    no propensity). `value`: also return what the model predicted for the event's logged
+    candidates just before this lesson (for off-policy evaluation)."""
     models = event.models
+    before = None
     if event.answered is not None and np.isfinite(label):
-        model.learn(event.emb, models, models.index(event.answered), float(label))
+        chosen = models.index(event.answered)
+        if value:  # models begin with the logged candidates, in their order
+            before = model.predict_and_learn(event.emb, models, chosen, float(label))
+            before = before[: len(event.candidates)]
+        else:
+            model.learn(event.emb, models, chosen, float(label))
         tally.add(event.answered, event.emb)
-    for other, value in labeller.side_labels(event):
+    for other, side in labeller.side_labels(event):
         names = models if other in models else [*models, other]
-        model.learn(event.emb, names, names.index(other), value)
+        model.learn(event.emb, names, names.index(other), side)
         tally.add(other, event.emb)
+    return before
 
 
 def learner_of(engine: Engine, active: dict[str, Any]) -> dict[str, Any]:
@@ -105,10 +119,10 @@ def _learn_chunk(
     """Each event is first valued (the learner's pick before it learns the event), then taught."""
     for event, label in zip(chunk, labeller.labels(chunk), strict=True):
         run.seen.append(event.decision_id)
-        if evaluable(event, label, active_id):
-            names = [c.model for c in event.candidates]
-            run.shown.add(event, float(label), model.predict(event.emb, names))
-        teach(model, event, label, labeller, tally)
+        valued = evaluable(event, label, active_id)
+        before = teach(model, event, label, labeller, tally, value=valued)
+        if before is not None:
+            run.shown.add(event, float(label), before)
         if np.isfinite(label):
             run.learned += 1
             run.label_sum += float(label)
