@@ -114,3 +114,20 @@ def test_zero_days_keeps_everything(settings: Settings) -> None:
 def test_the_purge_is_scheduled_beside_the_learning_jobs() -> None:
     assert JOBS["retention"] is run_retention
     assert SCHEDULE["retention"] == "retention_interval_seconds"
+
+
+def test_the_rolled_up_history_is_served_to_admins(client, runtime) -> None:  # type: ignore[no-untyped-def]
+    assert client.get("/v1/admin/daily").json() == []
+    day = {"day": utcnow().date(), "model": "strong", "decisions": 4, "cost_usd": 0.02}
+    with runtime.engine.begin() as conn:
+        repo.add_daily_aggregates(
+            conn, [day | {"feedback": 2, "reward_sum": 1.5, "audits": 0, "gold_sum": 0.0}]
+        )
+        repo.add_daily_aggregates(
+            conn, [day | {"feedback": 2, "reward_sum": 0.5, "audits": 1, "gold_sum": 0.75}]
+        )
+    (row,) = client.get("/v1/admin/daily").json()
+    assert row["day"] == day["day"].isoformat() and row["model"] == "strong"
+    assert row["decisions"] == 8 and row["feedback"] == 4 and row["audits"] == 1
+    assert row["mean_reward"] == pytest.approx(0.5) and row["mean_grade"] == pytest.approx(0.75)
+    assert row["cost_usd"] == pytest.approx(0.04)
