@@ -168,6 +168,17 @@ def cmd_bench_load(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if report["ok"] else 1
 
 
+def cmd_bench_jobs(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from bandit_router.bench.jobs import run_jobs_bench
+
+    report = run_jobs_bench(settings, args.events, Path(args.out), seed=args.seed)
+    print(json.dumps(report, indent=2))
+    failed = [r for r in report["runs"] for j in r["jobs"].values() if j["rc"] != 0]
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bandit-router", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -220,6 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pg-down-seconds", type=float, default=3.0)
     s.add_argument("--out", default=None, help="write the JSON report here too")
     s.set_defaults(func=cmd_bench_load)
+    s = bench.add_parser("jobs", help="time and peak RSS of update and retrain against log size")
+    s.add_argument("--events", nargs="+", type=int, default=[10_000, 100_000], help="N per run")
+    s.add_argument("--out", required=True, help="folder for jobs-<N>.json and result.json")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_bench_jobs)
     for register in _extensions():
         register(sub)
     return p

@@ -133,6 +133,20 @@ class Settings(BaseSettings):
     promotion_estimator: Literal["dr", "snips", "ips"] = "dr"
     promotion_holdout_fraction: float = Field(default=0.3, gt=0, lt=1)
     retrain_min_events: int = Field(default=50, ge=1)
+    # The jobs stream the log in chunks of this many events (one cursor, server-side on
+    # PostgreSQL): memory holds one chunk, whatever the window's size.
+    job_chunk_events: int = Field(default=2000, ge=1)
+    # Off-policy evaluation keeps a uniform sample (reservoir) of at most this many evaluated
+    # events per job run: its memory and the estimate's cost stop growing with the window.
+    ope_max_events: int = Field(default=100_000, ge=2)
+
+    # Retention (jobs/retention.py): decisions with their feedback, audits and proxy records are
+    # deleted after RETENTION_DAYS (0 = kept forever), rolled up per day and model first; stored
+    # prompt text is cleared sooner. Deleted RETENTION_BATCH_ROWS per transaction.
+    retention_days: float = Field(default=90.0, ge=0)
+    prompt_retention_days: float = Field(default=7.0, ge=0)
+    retention_interval_seconds: float = Field(default=3600.0, gt=0)
+    retention_batch_rows: int = Field(default=5000, ge=1)
 
     @field_validator("database_url")
     @classmethod

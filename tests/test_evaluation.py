@@ -43,10 +43,15 @@ def event(i: int, rng: np.random.Generator, served: dict[str, float]) -> tuple[L
     return ev, float(rng.random() < TRUTH[drawn])
 
 
-def evaluation(candidate: dict[str, float], served: dict[str, float]) -> Evaluation:
+def evaluation(
+    candidate: dict[str, float],
+    served: dict[str, float],
+    capacity: int | None = None,
+    n: int = 3000,
+) -> Evaluation:
     rng = np.random.default_rng(0)
-    ev = Evaluation(models=[])
-    for i in range(3000):
+    ev = Evaluation(models=[], capacity=capacity)
+    for i in range(n):
         e, label = event(i, rng, served)
         assert evaluable(e, label, served_by=7) and not evaluable(e, label, served_by=8)
         ev.add(e, label, np.array([candidate[m] for m in COST]))
@@ -73,3 +78,17 @@ def test_a_candidate_clearly_worse_at_a_preset_is_vetoed() -> None:
     assert report["difference"]["lo"] > 0 and at["0.2"]["lo"] > 0  # better where traffic is
     assert at["0"]["hi"] < 0  # clearly worse for quality-first requests
     assert not report["promote"] and "λ = 0" in report["why"]
+
+
+def test_a_bounded_evaluation_keeps_a_uniform_sample_of_what_it_was_shown() -> None:
+    """OPE_MAX_EVENTS: memory stops growing at the capacity; below it nothing changes."""
+    served = {"cheap": 0.55, "mid": 0.45, "dear": 0.70}
+    candidate = {"cheap": 0.55, "mid": 0.75, "dear": 0.95}
+    full = evaluation(candidate, served)
+    roomy = evaluation(candidate, served, capacity=3000)
+    assert judge(roomy, load_settings()) == judge(full, load_settings())
+    sample = evaluation(candidate, served, capacity=500, n=6000)
+    assert len(sample) == 500 and sample.offered == 6000
+    report = judge(sample, load_settings())
+    assert report["evaluated_events"] == 500 and report["offered_events"] == 6000
+    assert report["promote"], report

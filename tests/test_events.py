@@ -1,5 +1,5 @@
 """The learning log (jobs/events.py): one event per decision with what followed it, read in
-pages, on SQLite and PostgreSQL."""
+chunks from one cursor, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -83,13 +83,13 @@ def test_a_fallback_is_the_model_the_feedback_rates(engine, settings: Settings) 
     assert events["d3"].answered is None  # nobody answered: nothing to learn
 
 
-def test_pages_stream_the_log_oldest_first(engine, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+def test_chunks_stream_the_log_oldest_first(engine, settings: Settings) -> None:  # type: ignore[no-untyped-def]
     ids = [f"e{i}" for i in range(7)]
     for did in ids:
         log_decision(engine, settings, did)
         feedback(engine, did, "reward", 0.5, 0.5, "k")
     log_decision(engine, settings, "silent")  # no feedback, no grade: not an event
-    pages = list(read_events(engine, settings, page=3))
+    pages = list(read_events(engine, settings, chunk=3))
     assert [len(p) for p in pages] == [3, 3, 1]
     assert [e.decision_id for p in pages for e in p] == ids
     with engine.begin() as conn:
@@ -97,5 +97,5 @@ def test_pages_stream_the_log_oldest_first(engine, settings: Settings) -> None: 
     left = [e.decision_id for p in read_events(engine, settings, unlearned_only=True) for e in p]
     assert left == ids[5:]
     assert list(read_events(engine, settings, graded_only=True)) == []
-    capped = [e for p in read_events(engine, settings, page=3, max_events=4) for e in p]
+    capped = [e for p in read_events(engine, settings, chunk=3, max_events=4) for e in p]
     assert len(capped) == 4

@@ -109,3 +109,24 @@ def test_novelty_is_counted_per_region() -> None:
     assert list(sparse.is_new(["a", "b", "c"], left, 10)) == [False, False, True]
     assert list(sparse.is_new(["a", "b", "c"], right, 10)) == [False, False, False]
     assert from_bytes(to_bytes(regions), dim=2) == pytest.approx(regions)
+
+
+def test_predict_and_learn_is_predict_then_learn_bit_for_bit() -> None:
+    """The jobs value an event and learn it from one VW example: the scores VW computes before
+    its update must be exactly predict()'s, and the model after it exactly learn()'s."""
+    names = ["a", "b", "c"]
+    rng = np.random.default_rng(0)
+    queries = rng.standard_normal((200, 384)).astype(np.float32)
+    for args in ("--cb_adf -q sa --cb_type mtr -l 0.05 --quiet", "--cb_adf -q sa --quiet"):
+        apart, joint = QualityModel(args), QualityModel(args)
+        for i, q in enumerate(queries):
+            before = apart.predict(q, names)
+            apart.learn(q, names, i % 3, float(i % 2))
+            np.testing.assert_array_equal(
+                joint.predict_and_learn(q, names, i % 3, float(i % 2)), before
+            )
+        np.testing.assert_array_equal(
+            apart.predict(queries[0], names), joint.predict(queries[0], names)
+        )
+        apart.close()
+        joint.close()

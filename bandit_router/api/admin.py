@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bandit_router.api.deps import get_runtime, get_settings
 from bandit_router.api.errors import ErrorBody, excerpt
-from bandit_router.api.schemas import JobOut, ModelIn, ModelOut, ModelPatch, PolicyOut
+from bandit_router.api.schemas import DailyOut, JobOut, ModelIn, ModelOut, ModelPatch, PolicyOut
 from bandit_router.api.strict_json import StrictJSONRoute
 from bandit_router.config import Settings
 from bandit_router.jobs.runner import JOBS
@@ -168,6 +168,22 @@ def get_job(job_id: Annotated[int, Path(ge=1)], rt: RuntimeDep) -> dict[str, Any
     with rt.engine.connect() as conn:
         row = repo.get_job(conn, job_id) if stored_id(job_id) else None
     return found(row, f"job {job_id}")
+
+
+@router.get("/daily", response_model=list[DailyOut])
+def daily(rt: RuntimeDep) -> list[dict[str, Any]]:
+    """Per UTC day and chosen model, what the retention purge rolled up before deleting the
+    decisions (RETENTION_DAYS): the history that outlives the rows, oldest day first."""
+    with rt.engine.connect() as conn:
+        rows = repo.daily_aggregates(conn)
+    return [
+        {
+            **r,
+            "mean_reward": r["reward_sum"] / r["feedback"] if r["feedback"] else None,
+            "mean_grade": r["gold_sum"] / r["audits"] if r["audits"] else None,
+        }
+        for r in rows
+    ]
 
 
 @router.get("/bias", responses=NOT_FOUND)

@@ -7,7 +7,7 @@ too (`oneOf`, `not`, `contains`), so /openapi.json says exactly which bodies are
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -306,6 +306,19 @@ class JobOut(BaseModel):
     finished_at: Timestamp | None = None
     result: dict[str, Any] = {}
     error: str | None = None
+
+
+class DailyOut(BaseModel):
+    """One UTC day and chosen model, rolled up by the retention purge before its decisions went."""
+
+    day: date
+    model: str
+    decisions: int
+    feedback: int  # feedback items
+    mean_reward: float | None  # over the feedback items; None without any
+    cost_usd: float  # expected cost of the decisions
+    audits: int  # graded audits
+    mean_grade: float | None
 
 
 class PolicyOut(BaseModel):

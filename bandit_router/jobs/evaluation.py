@@ -50,10 +50,15 @@ class _Shown:
 
 @dataclass
 class Evaluation:
-    """The events a candidate was shown, over a growing column set of models."""
+    """The events a candidate was shown, over a growing column set of models. With a
+    `capacity`, a uniform sample of at most that many of them (reservoir sampling, seeded: the
+    same events in the same order keep the same sample, whatever the chunks they came in)."""
 
     models: list[str]
+    capacity: int | None = None
     shown: list[_Shown] = field(default_factory=list)
+    offered: int = 0  # events shown, kept or not
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
 
     def col(self, model: str) -> int:
         if model not in self.models:
@@ -62,7 +67,7 @@ class Evaluation:
 
     def add(self, event: LoggedEvent, label: float, predicted: np.ndarray) -> None:
         """`predicted`: the candidate's quality for the event's logged candidates."""
-        self.shown.append(
+        self._keep(
             _Shown(
                 cols=[self.col(c.model) for c in event.candidates],
                 predicted=np.asarray(predicted, dtype=float),
@@ -75,8 +80,12 @@ class Evaluation:
             )
         )
 
-    def trim(self, keep: int) -> None:
-        self.shown = self.shown[-keep:]
+    def _keep(self, item: _Shown) -> None:
+        self.offered += 1
+        if self.capacity is None or len(self.shown) < self.capacity:
+            self.shown.append(item)
+        elif (j := int(self.rng.integers(self.offered))) < self.capacity:
+            self.shown[j] = item
 
     def __len__(self) -> int:
         return len(self.shown)
@@ -126,6 +135,7 @@ def judge(ev: Evaluation, settings: Settings) -> dict[str, Any]:
     )
     report: dict[str, Any] = {
         "evaluated_events": n,
+        "offered_events": ev.offered,
         "estimator": cmp.estimator,
         "rule": cmp.rule,
         "candidate": _est(ope.snips(a, p, r, cand)),

@@ -3,7 +3,8 @@ job, the retraining job and off-policy evaluation.
 
 An event is a decision plus its aggregated preference reward, pairwise side information, gold
 grade, the model that really answered (a proxy fallback may differ from the one drawn) and the
-answer's length. Events are read oldest first in bounded pages, so no job holds the whole window.
+answer's length. Events are streamed oldest first in chunks of JOB_CHUNK_EVENTS, so no job
+holds the whole window.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ from sqlalchemy import Engine
 from bandit_router.config import Settings
 from bandit_router.jobs.rewards import aggregate
 from bandit_router.store import repository as repo
-
-PAGE = 2000  # events per page: ~4 MB of embeddings and candidates
 
 
 @dataclass(frozen=True)
@@ -124,34 +123,24 @@ def read_events(
     unlearned_only: bool = False,
     graded_only: bool = False,
     max_events: int | None = None,
-    page: int = PAGE,
+    chunk: int | None = None,
 ) -> Iterator[list[LoggedEvent]]:
-    """The learning log in pages, oldest first. Decisions with no feedback and no grade are
-    events only when NO_FEEDBACK=default (they then carry DEFAULT_REWARD)."""
-    after: tuple[datetime, str] | None = None
-    left = max_events
-    while left is None or left > 0:
-        limit = page if left is None else min(page, left)
-        with engine.connect() as conn:
-            rows = repo.event_rows(
-                conn,
-                limit=limit,
-                after=after,
-                since=since,
-                until=until,
-                unlearned_only=unlearned_only,
-                graded_only=graded_only,
-                with_signal_only=settings.no_feedback == "skip",
-            )
+    """The learning log in chunks of `chunk` events (default JOB_CHUNK_EVENTS), oldest first,
+    streamed from one cursor. Decisions with no feedback and no grade are events only when
+    NO_FEEDBACK=default (they then carry DEFAULT_REWARD)."""
+    with engine.connect() as conn:
+        for rows in repo.stream_event_rows(
+            conn,
+            chunk=chunk or settings.job_chunk_events,
+            since=since,
+            until=until,
+            unlearned_only=unlearned_only,
+            graded_only=graded_only,
+            with_signal_only=settings.no_feedback == "skip",
+            max_events=max_events,
+        ):
             feedback = repo.feedback_for(conn, [r["id"] for r in rows])
-        if not rows:
-            return
-        yield [_event(r, feedback[r["id"]], settings) for r in rows]
-        after = (rows[-1]["created_at"], rows[-1]["id"])
-        if left is not None:
-            left -= len(rows)
-        if len(rows) < limit:
-            return
+            yield [_event(r, feedback[r["id"]], settings) for r in rows]
 
 
 def newest(events: Iterator[list[LoggedEvent]], keep: int, only: Any = None) -> list[LoggedEvent]:

@@ -10,9 +10,10 @@ the gold scale, promoted only when off-policy evaluation says it beats the polic
    first evaluated, then learned.
 3. Evaluation on those newest events: the candidate's greedy choice against the choice the
    serving policy logged without exploring. Neither had learned the event when it chose, so
-   the comparison is out of sample on both sides. Values are SNIPS estimates (inside the observed
-   reward range by construction); the difference is paired (PROMOTION_ESTIMATOR) and promotion
-   follows PROMOTION_RULE.
+   the comparison is out of sample on both sides. At most OPE_MAX_EVENTS of them are kept, a
+   uniform sample, so the estimate's memory does not grow with the window. Values are SNIPS
+   estimates (inside the observed reward range by construction); the difference is paired
+   (PROMOTION_ESTIMATOR) and promotion follows PROMOTION_RULE.
 Everything is published in one transaction at the end: a failed or killed job leaves the
 active policy untouched.
 """
@@ -42,7 +43,6 @@ from bandit_router.store.models import PolicyVersion, utcnow
 
 log = logging.getLogger(__name__)
 
-MAX_EVALUATED = 100_000  # newest evaluated events kept for the estimate: bounded memory
 RESERVOIR = 100_000  # preference-only events sampled for the bias intervals
 
 
@@ -135,21 +135,18 @@ def _train_and_evaluate(
     served_by: int,
 ) -> tuple[Evaluation, BiasTally, int]:
     since = utcnow() - timedelta(days=settings.retrain_window_days)
-    ev = Evaluation(models=[])
+    ev = Evaluation(models=[], capacity=settings.ope_max_events)
     tally = BiasTally(np.random.default_rng(0))
     i = learned = 0
     for chunk in read_events(engine, settings, since=since):
         for event, label in zip(chunk, labeller.labels(chunk), strict=True):
             tally.add(event)
-            if i >= n_train and evaluable(event, label, served_by):
-                names = [c.model for c in event.candidates]
-                ev.add(event, float(label), model.predict(event.emb, names))
-            teach(model, event, label, labeller, counts)
+            valued = i >= n_train and evaluable(event, label, served_by)
+            before = teach(model, event, label, labeller, counts, value=valued)
+            if before is not None:
+                ev.add(event, float(label), before)
             learned += int(np.isfinite(label))
             i += 1
-        if len(ev) > 2 * MAX_EVALUATED:
-            ev.trim(MAX_EVALUATED)
-    ev.trim(MAX_EVALUATED)
     return ev, tally, learned
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Engine, update
 
 from bandit_router.config import Settings
+from bandit_router.jobs.retention import run_retention
 from bandit_router.jobs.retrain import run_retrain
 from bandit_router.jobs.update import run_update
 from bandit_router.store import repository as repo
@@ -21,11 +22,12 @@ from bandit_router.store.models import Job, utcnow
 log = logging.getLogger(__name__)
 
 JobFn = Callable[[Engine, Settings], dict[str, Any]]
-JOBS: dict[str, JobFn] = {"update": run_update, "retrain": run_retrain}
+JOBS: dict[str, JobFn] = {"update": run_update, "retrain": run_retrain, "retention": run_retention}
 # Periodic jobs: kind -> the Settings field holding its interval in seconds.
 SCHEDULE: dict[str, str] = {
     "update": "update_interval_seconds",
     "retrain": "retrain_interval_seconds",
+    "retention": "retention_interval_seconds",
 }
 
 

@@ -19,6 +19,7 @@ so a failed or killed job changes nothing.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from datetime import timedelta
 from itertools import chain
 from typing import Any
@@ -44,19 +45,33 @@ GATE_MIN_EVENTS = 100  # evaluated events before the learner may replace the act
 
 
 def teach(
-    model: QualityModel, event: LoggedEvent, label: float, labeller: Labeller, tally: Tally
-) -> None:
+    model: QualityModel,
+    event: LoggedEvent,
+    label: float,
+    labeller: Labeller,
+    tally: Tally,
+    *,
+    value: bool = False,
+) -> np.ndarray | None:
     """One event's lesson: its label for the model that answered and, from pairwise feedback,
     the other model's (a label the policy did not draw, learned all the same: regression needs
-    no propensity)."""
+    no propensity). `value`: also return what the model predicted for the event's logged
+    candidates just before this lesson (for off-policy evaluation)."""
     models = event.models
+    before = None
     if event.answered is not None and np.isfinite(label):
-        model.learn(event.emb, models, models.index(event.answered), float(label))
+        chosen = models.index(event.answered)
+        if value:  # models begin with the logged candidates, in their order
+            before = model.predict_and_learn(event.emb, models, chosen, float(label))
+            before = before[: len(event.candidates)]
+        else:
+            model.learn(event.emb, models, chosen, float(label))
         tally.add(event.answered, event.emb)
-    for other, value in labeller.side_labels(event):
+    for other, side in labeller.side_labels(event):
         names = models if other in models else [*models, other]
-        model.learn(event.emb, names, names.index(other), value)
+        model.learn(event.emb, names, names.index(other), side)
         tally.add(other, event.emb)
+    return before
 
 
 def learner_of(engine: Engine, active: dict[str, Any]) -> dict[str, Any]:
@@ -83,6 +98,36 @@ def _gates(
     return {k: ope.RunningDifference(**stored.get(k, {})) for k in dict.fromkeys(keys)}
 
 
+@dataclass
+class _Run:
+    """What one update run has gone through, in memory that grows only with BATCH_LIMIT."""
+
+    shown: Evaluation  # a bounded sample (OPE_MAX_EVENTS) of the events valued for the gate
+    seen: list[str] = field(default_factory=list)  # marked learned when the run publishes
+    learned: int = 0
+    label_sum: float = 0.0
+
+
+def _learn_chunk(
+    run: _Run,
+    model: QualityModel,
+    chunk: list[LoggedEvent],
+    labeller: Labeller,
+    tally: Tally,
+    active_id: int,
+) -> None:
+    """Each event is first valued (the learner's pick before it learns the event), then taught."""
+    for event, label in zip(chunk, labeller.labels(chunk), strict=True):
+        run.seen.append(event.decision_id)
+        valued = evaluable(event, label, active_id)
+        before = teach(model, event, label, labeller, tally, value=valued)
+        if before is not None:
+            run.shown.add(event, float(label), before)
+        if np.isfinite(label):
+            run.learned += 1
+            run.label_sum += float(label)
+
+
 def run_update(engine: Engine, settings: Settings) -> dict[str, Any]:
     with engine.connect() as conn:
         active = repo.active_policy(conn)
@@ -99,24 +144,16 @@ def run_update(engine: Engine, settings: Settings) -> dict[str, Any]:
     labeller = fit_labeller(engine, settings, pool)
     learner = learner_of(engine, active)
     gates = _gates(learner, active, settings)
-    model = QualityModel(learner["vw_args"], learner["model_bytes"])
     tally = tally_of(learner)
-    seen: list[str] = []
-    learned: list[float] = []
-    shown = Evaluation(models=[])
+    run = _Run(Evaluation(models=[], capacity=settings.ope_max_events))
+    model = QualityModel(learner["vw_args"], learner["model_bytes"])
     try:
         for chunk in chain([first], pending):
-            for event, label in zip(chunk, labeller.labels(chunk), strict=True):
-                seen.append(event.decision_id)
-                if evaluable(event, label, active["id"]):
-                    names = [c.model for c in event.candidates]
-                    shown.add(event, float(label), model.predict(event.emb, names))
-                teach(model, event, label, labeller, tally)
-                if np.isfinite(label):
-                    learned.append(float(label))
+            _learn_chunk(run, model, chunk, labeller, tally, active["id"])
         blob = model.to_bytes()
     finally:
         model.close()
+    shown = run.shown
     for lam, gate in gates.items():
         gate.add(shown.paired_terms(None if lam == TRAFFIC else float(lam)))
     traffic = gates[TRAFFIC]
@@ -131,9 +168,9 @@ def run_update(engine: Engine, settings: Settings) -> dict[str, Any]:
         traffic.n >= GATE_MIN_EVENTS and lower > 0.0 and not harmed
     )
     metrics = {
-        "events": len(learned),
-        "closed_without_label": len(seen) - len(learned),
-        "mean_label": float(np.mean(learned)) if learned else None,
+        "events": run.learned,
+        "closed_without_label": len(run.seen) - run.learned,
+        "mean_label": run.label_sum / run.learned if run.learned else None,
         "labels": labeller.info,
         "baseline": active["id"],
         "gate": {lam: g.as_dict() for lam, g in gates.items()},
@@ -146,7 +183,7 @@ def run_update(engine: Engine, settings: Settings) -> dict[str, Any]:
         engine,
         trained_from_active=active["id"],
         activate=promote,
-        also=lambda conn, v: repo.mark_learned(conn, seen, v),
+        also=lambda conn, v: repo.mark_learned(conn, run.seen, v),
         vw_args=learner["vw_args"],
         model_bytes=blob,
         **tally_fields(tally),
@@ -156,6 +193,6 @@ def run_update(engine: Engine, settings: Settings) -> dict[str, Any]:
     )
     log.info(
         "update job: learner %s from %s events, %s",
-        version, len(learned), "promoted" if promote else "not (yet) better than the active",
+        version, run.learned, "promoted" if promote else "not (yet) better than the active",
     )  # fmt: skip
     return {**metrics, "published": version, "parent": learner["id"]}

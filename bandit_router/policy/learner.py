@@ -58,6 +58,19 @@ class QualityModel:
             self._vw.learn(exs)
             self._vw.finish_example(exs)
 
+    def predict_and_learn(
+        self, emb: np.ndarray, models: Sequence[str], chosen: int, reward: float
+    ) -> np.ndarray:
+        """predict() and then learn() on the same query, from one example instead of two: VW's
+        `cb_adf` scores every action before it updates, and those scores are predict()'s, bit
+        for bit (tests/test_policy.py). The jobs value each event before they learn it."""
+        with self._lock:
+            exs = features.build(self._vw, emb, models, (chosen, -reward, 1.0))
+            self._vw.learn(exs)
+            scores = exs[0].get_action_scores()
+            self._vw.finish_example(exs)
+        return -np.asarray(scores, dtype=np.float64) + 0.0
+
     def to_bytes(self) -> bytes:
         with self._lock, tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "policy.vw")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -183,3 +184,20 @@ class OfflineGold(Base):
     __table_args__ = (
         UniqueConstraint("prompt_hash", "model", "source", name="uq_offline_gold_item"),
     )
+
+
+class DailyAggregate(Base):
+    """Per day and chosen model, what the retention purge rolled up before deleting the
+    decisions: sums and counts (not means), so that a day purged over several batches or runs
+    adds up, and the console and metrics keep their history after the rows are gone."""
+
+    __tablename__ = "daily_aggregates"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)  # UTC day of the decisions
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)  # the chosen model
+    decisions: Mapped[int] = mapped_column(Integer, default=0)
+    feedback: Mapped[int] = mapped_column(Integer, default=0)  # feedback items
+    reward_sum: Mapped[float] = mapped_column(Float, default=0.0)  # mean reward = sum / feedback
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)  # expected cost of the choices
+    audits: Mapped[int] = mapped_column(Integer, default=0)  # graded audits
+    gold_sum: Mapped[float] = mapped_column(Float, default=0.0)  # mean grade = sum / audits
