@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Integer, cast, func, select
+from sqlalchemy import Connection, Integer, cast, func, select, update
 
 from bandit_router.store.models import Audit, Decision, Feedback, Job, LLMModel
 
@@ -129,3 +129,10 @@ def claimed_by(conn: Connection, grader_id: str, now: datetime) -> list[dict[str
         .order_by(Audit.id)
     )
     return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+def move_decision(conn: Connection, decision_id: str, at: datetime) -> None:
+    """Give a decision, its feedback and its audit another time (`demo fill` spreads them)."""
+    conn.execute(update(Decision).where(Decision.id == decision_id).values(created_at=at))
+    conn.execute(update(Feedback).where(Feedback.decision_id == decision_id).values(created_at=at))
+    conn.execute(update(Audit).where(Audit.decision_id == decision_id).values(created_at=at))
