@@ -106,24 +106,24 @@ def run_job(client: Http, kind: str, timeout: float = 300.0) -> dict[str, Any]:
     return dict(job)
 
 
-def fill(client: Http, queries: int, seed: int = 0, keep_audits: int = 5) -> dict[str, Any]:
-    """Route and rate `queries` queries, grade audits, then learn (update) and retrain."""
+def fill(
+    client: Http, queries: int, seed: int = 0, keep_audits: int = 5, rounds: int = 2
+) -> dict[str, Any]:
+    """In `rounds` rounds: route and rate a share of `queries`, grade the audits, then learn
+    (update) and retrain, so the console shows several policy versions and bias estimates."""
     rng = random.Random(seed)
     models = [m for m in _ok(client.get("/v1/admin/models")) if m["enabled"]]
     truth = qualities(models)
-    topics = {}
-    for _ in range(queries):
-        decision_id, model, topic = route_and_rate(client, rng, truth)
-        topics[decision_id] = (model, topic)
-    graded = grade_audits(client, rng, truth, topics, keep_audits)
-    update = run_job(client, "update")
-    retrain = run_job(client, "retrain")
-    return {
-        "decisions": list(topics),
-        "graded": graded,
-        "update": update["status"],
-        "retrain": retrain["status"],
-    }
+    topics: dict[str, tuple[str, str]] = {}
+    jobs = []
+    for r in range(rounds):
+        for _ in range(queries // rounds + (r < queries % rounds)):
+            decision_id, model, topic = route_and_rate(client, rng, truth)
+            topics[decision_id] = (model, topic)
+        last = r == rounds - 1
+        grade_audits(client, rng, truth, topics, keep_audits if last else 0)
+        jobs += [run_job(client, "update")["status"], run_job(client, "retrain")["status"]]
+    return {"decisions": list(topics), "jobs": jobs}
 
 
 def spread(engine: Any, decision_ids: list[str], hours: float) -> None:
@@ -145,7 +145,7 @@ def register(sub: Any) -> None:
     demo = sub.add_parser("demo", help="demo data for the console")
     actions = demo.add_subparsers(dest="demo_action", required=True)
     s = actions.add_parser(
-        "fill", help="route and rate simulated queries through the API, grade audits, learn"
+        "fill", help="route and rate simulated queries through the API, grade audits, learn; twice"
     )
     s.add_argument("--queries", type=int, default=400)
     s.add_argument("--seed", type=int, default=0)
@@ -168,8 +168,8 @@ def cmd_demo_fill(args: argparse.Namespace, settings: Settings) -> int:
         if args.hours > 0:
             spread(app.state.runtime.engine, report["decisions"], args.hours)
     print(
-        f"filled {settings.database_url.split('@')[-1]}: {args.queries} decisions with feedback, "
-        f"{report['graded']} audits graded, update {report['update']}, "
-        f"retrain {report['retrain']}; open the console at /console"
+        f"filled {settings.database_url.split('@')[-1]}: {args.queries} decisions with feedback "
+        f"and their audits graded (but 5); update, retrain jobs: {', '.join(report['jobs'])}. "
+        "Open the console at /console"
     )
     return 0

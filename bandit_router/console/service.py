@@ -230,25 +230,20 @@ def activate(rt: Runtime, version: int) -> dict[str, Any]:
 def bias(rt: Runtime) -> dict[str, Any]:
     with rt.engine.connect() as conn:
         runs = agg.bias_runs(conn)
-    per_model: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
-    for run in runs:
-        for model, est in run["result"]["bias"].items():
-            per_model[model].append((f"#{run['id']}", est))
-    return {
-        "runs": runs,
-        "models": {
-            model: {
-                "latest": points[-1][1],
-                "alerts": sum(1 for _, e in points if e.get("alert")),
-                "chart": charts.intervals(
-                    f"bias of {model}",
-                    [label for label, _ in points],
-                    [(e["estimate"], e["lo"], e["hi"]) for _, e in points],
-                ),
-            }
-            for model, points in sorted(per_model.items())
-        },
-    }
+    labels = [f"#{run['id']}" for run in runs]
+    models = sorted({m for run in runs for m in run["result"]["bias"]})
+    out = {}
+    for model in models:
+        # One column per run, empty where a run had no estimate for this model.
+        points = [run["result"]["bias"].get(model) for run in runs]
+        known = [e for e in points if e is not None]
+        rows = [(e["estimate"], e["lo"], e["hi"]) if e else None for e in points]
+        out[model] = {
+            "latest": known[-1],
+            "alerts": sum(1 for e in known if e.get("alert")),
+            "chart": charts.intervals(f"bias of {model}", labels, rows),
+        }
+    return {"runs": runs, "models": out}
 
 
 # --- models -----------------------------------------------------------------------------------
