@@ -5,6 +5,7 @@ Every route is left out of /openapi.json: the console is HTML for people, not pa
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from importlib.resources import files
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -22,6 +23,14 @@ from bandit_router.runtime import Runtime
 PREFIX = "/console"
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 templates = Jinja2Templates(directory=str(files("bandit_router.console") / "templates"))
+
+
+def when(moment: datetime | None) -> str:
+    """Times to the second, in UTC (the store's times are UTC; SQLite hands them back naive)."""
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "–"
+
+
+templates.env.filters["when"] = when
 
 
 def _rt(request: Request) -> Runtime:
