@@ -43,7 +43,10 @@ def window(name: str) -> tuple[str, datetime, int]:
     if name not in WINDOWS:
         name = DEFAULT_WINDOW
     length, bucket = WINDOWS[name]
-    return name, datetime.now(UTC) - timedelta(seconds=length), bucket
+    # On a bucket boundary: the first bucket is whole, and a cached audited report (keyed by its
+    # start) serves every page view within a bucket.
+    start = int(datetime.now(UTC).timestamp()) - length
+    return name, datetime.fromtimestamp(start // bucket * bucket, UTC), bucket
 
 
 def _run(action: Any, *args: Any) -> Any:
