@@ -251,9 +251,10 @@ def _extensions() -> list[Callable[[Any], None]]:
     """Sub-commands that live with their domain: offline data and training, audits, operations."""
     from bandit_router.api.commands import register as api_commands
     from bandit_router.audit.commands import register as audit_commands
+    from bandit_router.console.demo import register as demo_commands
     from bandit_router.offline.commands import register as offline_commands
 
-    return [offline_commands, audit_commands, api_commands]
+    return [offline_commands, audit_commands, api_commands, demo_commands]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     # Keys are enforced once any key exists; these force them on with none, or switch auth off.
     auth_required: bool = False
     auth_disabled: bool = False  # run open on purpose, e.g. behind an authenticating gateway
+    # The web console's session cookies are signed with this; empty: a random secret per process
+    # (sessions then end at restart, and with several workers it must be set).
+    console_secret: str = ""
+    console_session_hours: float = Field(default=12.0, gt=0)
     # Per key and process; 0 = no limit. 200/s: a client at the 50 routes/s target also sends a
     # feedback per route, and one process serves ~220 routes/s (README, Benchmarks).
     rate_limit_per_second: float = Field(default=200.0, ge=0)

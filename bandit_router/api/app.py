@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from sqlalchemy import text
 
-from bandit_router import __version__
+from bandit_router import __version__, console
 from bandit_router.api import (
     admin,
     audits,
@@ -69,11 +69,13 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.keys = keys  # the console checks its sessions against the same keys
     app.include_router(routing.router)
     app.include_router(feedback.router)
     app.include_router(admin.router)
     app.include_router(proxy.router)
     app.include_router(audits.router)
+    console.install(app)
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"], response_model=Health)
     app.add_api_route("/metrics", metrics.endpoint, methods=["GET"], include_in_schema=False)
     # Added innermost first: observe (latency, access log) -> auth -> rate/body limits -> routes.

@@ -56,6 +56,10 @@ class KeyCache:
     def lookup(self, key: str) -> KeyInfo | None:
         return self._by_hash.get(store.hash_key(key))
 
+    def by_hash(self, key_hash: str) -> KeyInfo | None:
+        """For the console's session cookie, which holds the key's hash, never the key."""
+        return self._by_hash.get(key_hash)
+
     def refresh(self, engine: Engine) -> None:
         with engine.connect() as conn:
             rows = store.key_hashes(conn)

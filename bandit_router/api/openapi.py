@@ -28,6 +28,7 @@ ERROR = {"$ref": "#/components/schemas/ErrorBody"}
 RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}
 OPEN_PATHS = frozenset({"/healthz", "/metrics", "/openapi.json"})
 DOCS_PREFIX = "/docs"  # every path under it is open: the pages and their assets
+CONSOLE_PREFIX = "/console"
 KEY_ENV_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"  # api/schemas.py's KeyEnv, narrowed per settings
 SECURITY_SCHEMES = {
     "bearer": {
@@ -126,6 +127,9 @@ def is_open(path: str) -> bool:
         or path == DOCS_PREFIX
         or path.startswith(DOCS_PREFIX + "/")
         or (path == "/redoc")
+        # The console checks its own session cookie (console/session.py), not an API key.
+        or path == CONSOLE_PREFIX
+        or path.startswith(CONSOLE_PREFIX + "/")
     )
 
 
