@@ -78,3 +78,35 @@ def test_signed_cookie_expires_and_resists_tampering() -> None:
 @pytest.mark.parametrize("given", ["", "x", "a.b", "a.b.c"])
 def test_malformed_cookies_are_no_session(given: str) -> None:
     assert Signer(b"secret", max_age=60).key_hash(given) is None
+
+
+HOSTILE_FORMS = [
+    ("/console/models/gpt-4o", {"input_price": "nan"}),
+    ("/console/models/gpt-4o", {"input_price": "inf"}),
+    ("/console/models/gpt-4o", {"output_price": "1e400"}),
+    ("/console/models/gpt-4o", {"expected_output_tokens": "-3"}),
+    ("/console/models/no%2Fsuch", {"action": "disable"}),
+    ("/console/workbench/claim", {"limit": "9" * 30}),
+    ("/console/workbench/grade", {"decision_id": "x", "score": "nan"}),
+    ("/console/workbench/grade", {"decision_id": "x", "score": "-inf"}),
+    ("/console/workbench/grade", b"decision_id=%ED%A0%80&score=0.5"),  # a lone surrogate
+    ("/console/workbench/grade", b"decision_id=\xff\xfe&score=0.5"),  # not UTF-8
+    ("/console/policies/99999999999999999999999/activate", {}),
+    ("/console/login", {"key": "\x00" * 10}),
+]
+
+
+@pytest.mark.parametrize(("path", "fields"), HOSTILE_FORMS)
+def test_hostile_forms_get_no_server_error(
+    client, path: str, fields: dict[str, str] | bytes
+) -> None:  # type: ignore[no-untyped-def]
+    _fill(client, 2)
+    before = client.get("/v1/admin/models").json()
+    if isinstance(fields, bytes):
+        form = {"content-type": "application/x-www-form-urlencoded"}
+        r = client.post(path, content=fields, headers=ORIGIN | form, follow_redirects=False)
+    else:
+        r = client.post(path, data=fields, headers=ORIGIN, follow_redirects=False)
+    assert r.status_code < 500, (path, fields, r.status_code)
+    after = client.get("/v1/admin/models").json()
+    assert after == before  # a refused change changes nothing

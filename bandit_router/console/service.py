@@ -43,8 +43,7 @@ def window(name: str) -> tuple[str, datetime, int]:
     if name not in WINDOWS:
         name = DEFAULT_WINDOW
     length, bucket = WINDOWS[name]
-    # On a bucket boundary: the first bucket is whole, and a cached audited report (keyed by its
-    # start) serves every page view within a bucket.
+    # On a bucket boundary, so the first bucket is whole.
     start = int(datetime.now(UTC).timestamp()) - length
     return name, datetime.fromtimestamp(start // bucket * bucket, UTC), bucket
 

@@ -489,7 +489,7 @@ def expired_decisions(conn: Connection, before: datetime, limit: int) -> list[Ex
         .limit(limit)
     )
     rows = conn.execute(stmt).all()
-    rewards = _rewards_for(conn, [r.id for r in rows])
+    feedback = feedback_for(conn, [r.id for r in rows])
     return [
         ExpiredDecision(
             id=r.id,
@@ -498,21 +498,11 @@ def expired_decisions(conn: Connection, before: datetime, limit: int) -> list[Ex
             cost_usd=next(
                 (float(c["cost_usd"]) for c in r.candidates if c["model"] == r.chosen_model), 0.0
             ),
-            rewards=tuple(rewards.get(r.id, ())),
+            rewards=tuple(float(f["reward"]) for f in feedback[r.id]),
             gold=r.score,
         )
         for r in rows
     ]
-
-
-def _rewards_for(conn: Connection, decision_ids: Sequence[str]) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {}
-    for start in range(0, len(decision_ids), _CHUNK):
-        chunk = decision_ids[start : start + _CHUNK]
-        stmt = select(Feedback.decision_id, Feedback.reward).where(Feedback.decision_id.in_(chunk))
-        for did, reward in conn.execute(stmt):
-            out.setdefault(did, []).append(float(reward))
-    return out
 
 
 def delete_decisions(conn: Connection, decision_ids: Sequence[str]) -> int:
