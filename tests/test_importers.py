@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import SHARED_DATA
 from fixtures_data import (
     ANATOMY_PROMPTS,
     GPT4,
@@ -50,12 +50,6 @@ from bandit_router.offline.importers import (
 )
 
 Change = Callable[[pd.DataFrame], pd.DataFrame]
-
-SHARED_DATA = Path(
-    os.environ.get(
-        "BANDIT_ROUTER_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"
-    )
-)
 
 
 def _gold(**extra: Sequence[object]) -> pd.DataFrame:
