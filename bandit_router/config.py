@@ -127,6 +127,15 @@ class Settings(BaseSettings):
     audit_uncertainty_boost: float = Field(default=0.1, ge=0, le=1)  # π += boost·(1 − p_greedy)
     audit_rate_max: float = Field(default=0.5, ge=0, le=1)
     audit_claim_seconds: float = Field(default=3600.0, gt=0)  # a claim expires after this
+    # The prompt and answer of an audited decision are kept until graded, at most this long.
+    audit_text_days: float = Field(default=14.0, gt=0)
+    # This share of graded audits is offered to a second grader, to measure agreement.
+    audit_double_grade_rate: float = Field(default=0.0, ge=0, le=1)
+    # The audit upkeep job (purge expired texts, refresh the report's Prometheus gauges).
+    # The report reads every decision of its window: a week, refreshed every 15 minutes.
+    audit_job_interval_seconds: float = Field(default=900.0, gt=0)
+    report_window_days: float = Field(default=7.0, gt=0)  # the report's default window
+    report_cache_seconds: float = Field(default=60.0, ge=0)  # a report is reused this long
     retrain_interval_seconds: float = Field(default=3600.0, gt=0)
     retrain_window_days: float = Field(default=30.0, gt=0)
     # judge: invert the judge's measurement model fitted on paired audits; paired / r / dr: and a

@@ -112,3 +112,259 @@ def test_graders_never_claim_the_same_audit(audited) -> None:  # type: ignore[no
     everything = [i for ids in got.values() for i in ids]
     assert len(everything) == 40
     assert len(set(everything)) == 40
+
+
+# --- the text an audit needs ----------------------------------------------------------------------
+
+
+def _audit_all(rt: Runtime, **more: object) -> None:
+    """Every decision from now on is drawn for an audit (the routes read rt.settings)."""
+    rt.settings = rt.settings.model_copy(
+        update={"audit_rate_floor": 1.0, "audit_rate_max": 1.0, **more}
+    )
+
+
+def _audit_none(rt: Runtime, **more: object) -> None:
+    rt.settings = rt.settings.model_copy(
+        update={"audit_rate_floor": 0.0, "audit_uncertainty_boost": 0.0, **more}
+    )
+
+
+def _text(rt: Runtime, decision_id: str) -> dict | None:  # type: ignore[type-arg]
+    from bandit_router.store import repository as repo
+
+    with rt.engine.connect() as conn:
+        return repo.get_audit_text(conn, decision_id)
+
+
+def test_an_audited_decision_keeps_its_prompt_and_answer_until_graded(client, runtime) -> None:  # type: ignore[no-untyped-def]
+    assert runtime.settings.store_prompts is False
+    _audit_all(runtime)
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "What is 2 + 2?"},
+    ]
+    did = client.post("/v1/route", json={"messages": messages}).json()["decision_id"]
+    assert client.get(f"/v1/decisions/{did}").json()["prompt"] is None  # not with the decision
+    (item,) = client.get("/v1/audits/pending").json()
+    assert item["prompt"] == "system: Be brief.\n\nuser: What is 2 + 2?"
+    assert item["answer"] is None and item["round"] == 1
+
+    r = client.post(f"/v1/decisions/{did}/answer", json={"answer": "5"})
+    assert r.status_code == 201 and r.json() == {"decision_id": did, "status": "created"}
+    r = client.post(f"/v1/decisions/{did}/answer", json={"answer": "4"})
+    assert r.status_code == 200 and r.json()["status"] == "replaced"
+    (claimed,) = client.post("/v1/audits/claim", json={"grader_id": "ann"}).json()
+    assert claimed["answer"] == "4" and claimed["prompt"].endswith("What is 2 + 2?")
+
+    r = client.post(
+        "/v1/audits",
+        json={"decision_id": did, "pass": True, "grader_id": "ann", "rubric": "arith-v1"},
+    )
+    assert r.status_code == 201
+    assert _text(runtime, did) is None  # graded: the text is deleted
+    late = client.post(f"/v1/decisions/{did}/answer", json={"answer": "4"})
+    assert late.status_code == 409 and "graded" in late.json()["detail"]
+
+
+def test_answers_are_refused_where_no_text_is_kept(client, runtime) -> None:  # type: ignore[no-untyped-def]
+    _audit_none(runtime)
+    did = client.post("/v1/route", json={"prompt": "hello"}).json()["decision_id"]
+    r = client.post(f"/v1/decisions/{did}/answer", json={"answer": "hi"})
+    assert r.status_code == 409 and "not drawn for an audit" in r.json()["detail"]
+    assert client.post(f"/v1/decisions/{'f' * 32}/answer", json={"answer": "x"}).status_code == 404
+    for bad in ({"answer": ""}, {"answer": "  \n"}, {"answer": 3}, {}, {"answer": "a", "x": 1}):
+        assert client.post(f"/v1/decisions/{did}/answer", json=bad).status_code == 422, bad
+    _audit_none(runtime, store_prompts=True)  # prompts stored: any answer may be kept
+    did = client.post("/v1/route", json={"prompt": "hello again"}).json()["decision_id"]
+    assert client.post(f"/v1/decisions/{did}/answer", json={"answer": "hi"}).status_code == 201
+    assert _text(runtime, did) == {**_text(runtime, did), "prompt": "hello again", "answer": "hi"}  # type: ignore[dict-item]
+
+
+def test_no_text_of_an_unaudited_decision_is_stored(client, runtime) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import text
+
+    _audit_none(runtime)
+    for i in range(5):
+        client.post("/v1/route", json={"prompt": f"private question {i}"})
+    with runtime.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM audit_texts")).scalar() == 0
+        assert (
+            conn.execute(text("SELECT count(*) FROM decisions WHERE prompt IS NOT NULL")).scalar()
+            == 0
+        )
+
+
+def test_answer_bodies_are_bounded_by_the_request_limit(make_client, runtime) -> None:  # type: ignore[no-untyped-def]
+    client = make_client(max_body_bytes=2048)
+    _audit_all(runtime)
+    did = client.post("/v1/route", json={"prompt": "hello"}).json()["decision_id"]
+    r = client.post(f"/v1/decisions/{did}/answer", json={"answer": "x" * 4096})
+    assert r.status_code == 413
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_proxy_keeps_the_answer_it_relayed(client, runtime, wire) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    wire(strong="ok", mid="ok", cheap="ok")
+    _audit_all(runtime)
+    chat = {"model": "router", "messages": [{"role": "user", "content": "Write a haiku."}]}
+    r = client.post("/v1/chat/completions", json=chat)
+    did, served = r.headers["x-bandit-router-decision-id"], r.headers["x-bandit-router-model"]
+    assert _text(runtime, did)["answer"] == f"hi from {served}"  # type: ignore[index]
+    with client.stream("POST", "/v1/chat/completions", json={**chat, "stream": True}) as s:
+        list(s.iter_lines())
+        did = s.headers["x-bandit-router-decision-id"]
+    deadline = time.monotonic() + 5
+    while (_text(runtime, did) or {}).get("answer") is None:  # written after the stream ended
+        assert time.monotonic() < deadline, "the streamed answer was never kept"
+        time.sleep(0.02)
+    assert _text(runtime, did)["answer"] == "softrainfalls"  # type: ignore[index]
+    _audit_none(runtime)
+    did = client.post("/v1/chat/completions", json=chat).headers["x-bandit-router-decision-id"]
+    assert _text(runtime, did) is None
+
+
+def test_kept_text_expires_after_audit_text_days(audited) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from bandit_router.audit import service
+    from bandit_router.store.models import utcnow
+
+    client, rt = audited
+    did = client.post("/v1/route", json={"prompt": "keep me a while"}).json()["decision_id"]
+    assert rt.runner.run("audits")["result"]["texts_purged"] == 0
+    assert _text(rt, did) is not None
+    later = utcnow() + timedelta(days=rt.settings.audit_text_days, seconds=1)
+    assert service.purge_texts(rt.engine, rt.settings, now=later) == 1
+    assert _text(rt, did) is None
+    assert client.get("/v1/audits/pending").json()[0]["prompt"] is None  # still gradable
+
+
+# --- claims and graders -------------------------------------------------------------------------
+
+
+def test_a_claim_belongs_to_its_grader(make_client, make_key, runtime) -> None:  # type: ignore[no-untyped-def]
+    ann, bo = make_key("grader", "ann"), make_key("grader", "bo")
+    admin = make_key("admin")
+    client = make_client()
+    _audit_all(runtime)
+    as_ = {
+        k: {"Authorization": f"Bearer {v}"}
+        for k, v in {"ann": ann, "bo": bo, "admin": admin}.items()
+    }
+    did = client.post("/v1/route", json={"prompt": "2+2?"}, headers=as_["admin"]).json()[
+        "decision_id"
+    ]
+    # A grader cannot pass for another by naming them: the claim belongs to the key.
+    claimed = client.post("/v1/audits/claim", json={"grader_id": "ann"}, headers=as_["ann"]).json()
+    assert [c["decision_id"] for c in claimed] == [did]
+    grade = {"decision_id": did, "score": 0.5, "grader_id": "ann"}
+    r = client.post("/v1/audits", json=grade, headers=as_["bo"])
+    assert r.status_code == 409 and "claimed by another grader" in r.json()["detail"]
+    assert client.post("/v1/audits", json=grade, headers=as_["ann"]).status_code == 201
+
+
+def test_an_expired_claim_returns_to_the_queue(client, runtime) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    _audit_all(runtime, audit_claim_seconds=0.2)
+    did = client.post("/v1/route", json={"prompt": "2+2?"}).json()["decision_id"]
+    client.post("/v1/audits/claim", json={"grader_id": "ann"})
+    r = client.post("/v1/audits", json={"decision_id": did, "score": 1, "grader_id": "bo"})
+    assert r.status_code == 409
+    time.sleep(0.3)
+    assert [p["decision_id"] for p in client.get("/v1/audits/pending").json()] == [did]
+    r = client.post("/v1/audits", json={"decision_id": did, "score": 1, "grader_id": "bo"})
+    assert r.status_code == 201
+
+
+def test_rubric_and_comment_are_kept_with_the_grade(client, runtime) -> None:  # type: ignore[no-untyped-def]
+    from bandit_router.store import repository as repo
+
+    _audit_all(runtime)
+    did = client.post("/v1/route", json={"prompt": "2+2?"}).json()["decision_id"]
+    base = {"decision_id": did, "score": 0.25, "grader_id": "ann"}
+    for bad in (
+        {"rubric": ""},
+        {"rubric": "has space"},
+        {"rubric": "x" * 65},
+        {"comment": "c" * 2001},
+    ):
+        assert client.post("/v1/audits", json={**base, **bad}).status_code == 422, bad
+    r = client.post("/v1/audits", json={**base, "rubric": "math-v2", "comment": "off by one"})
+    assert r.status_code == 201
+    with runtime.engine.connect() as conn:
+        grade = repo.get_grade(conn, did, 1)
+    assert grade is not None
+    assert (grade["rubric"], grade["comment"], grade["grader"], grade["score"]) == (
+        "math-v2", "off by one", "ann", 0.25,
+    )  # fmt: skip
+
+
+def test_double_grading_keeps_both_grades_and_reports_agreement(client, runtime) -> None:  # type: ignore[no-untyped-def]
+    from bandit_router.store import repository as repo
+
+    _audit_all(runtime, audit_double_grade_rate=1.0)
+    ids = [
+        client.post("/v1/route", json={"prompt": f"question {i}"}).json()["decision_id"]
+        for i in range(2)
+    ]
+    for did, score in zip(ids, (0.5, 1.0), strict=True):
+        r = client.post("/v1/audits", json={"decision_id": did, "score": score, "grader_id": "ann"})
+        assert r.status_code == 201 and r.json()["round"] == 1
+        assert _text(runtime, did) is not None  # kept for the second grader
+    pending = client.get("/v1/audits/pending").json()
+    assert [(p["decision_id"], p["round"], p["score"]) for p in pending] == [
+        (ids[0], 2, None), (ids[1], 2, None),
+    ]  # fmt: skip
+    assert client.post("/v1/audits/claim", json={"grader_id": "ann"}).json() == []  # not hers
+    claimed = client.post("/v1/audits/claim", json={"grader_id": "bo"}).json()
+    assert [(c["round"], c["claimed_by"], c["score"]) for c in claimed] == [(2, "bo", None)] * 2
+    cy = client.post("/v1/audits", json={"decision_id": ids[0], "score": 0.25, "grader_id": "cy"})
+    assert cy.status_code == 409  # bo's claim
+    again = client.post(
+        "/v1/audits", json={"decision_id": ids[0], "score": 0.5, "grader_id": "ann"}
+    )
+    assert again.status_code == 200 and again.json()["round"] == 1
+    for did, score in zip(ids, (0.75, 1.0), strict=True):
+        r = client.post("/v1/audits", json={"decision_id": did, "score": score, "grader_id": "bo"})
+        assert r.status_code == 201 and r.json()["round"] == 2
+        assert _text(runtime, did) is None
+    with runtime.engine.connect() as conn:
+        assert repo.get_audit(conn, ids[0])["score"] == 0.5  # type: ignore[index]  # the first
+    assert client.get("/v1/audits/pending").json() == []
+    third = client.post("/v1/audits", json={"decision_id": ids[0], "score": 0.5, "grader_id": "cy"})
+    assert third.status_code == 409
+    agreement = client.get("/v1/admin/report").json()["agreement"]
+    assert agreement == {"pairs": 2, "mean_abs_difference": 0.125, "share_within_0_25": 1.0}
+
+
+def test_the_retention_purge_takes_an_audits_text_and_grades_with_its_decision(
+    client, runtime
+) -> None:  # type: ignore[no-untyped-def]
+    """audit_texts and audit_grades hang off a decision: a purge that left them would break the
+    foreign keys on PostgreSQL and keep text past RETENTION_DAYS."""
+    from datetime import timedelta
+
+    from sqlalchemy import func, select
+
+    from bandit_router.jobs.retention import run_retention
+    from bandit_router.store import aggregates
+    from bandit_router.store.models import AuditGrade, AuditText, utcnow
+
+    _audit_all(runtime, audit_double_grade_rate=1.0)
+    graded, kept = (client.post("/v1/route", json={"prompt": f"q {i}"}).json() for i in range(2))
+    r = client.post(
+        "/v1/audits", json={"decision_id": graded["decision_id"], "score": 0.5, "grader_id": "ann"}
+    )
+    assert r.status_code == 201  # a first grade; the text stays for the second
+    with runtime.engine.begin() as conn:
+        for d in (graded, kept):
+            aggregates.move_decision(conn, d["decision_id"], utcnow() - timedelta(days=40))
+    s = runtime.settings.model_copy(update={"retention_days": 30})
+    assert run_retention(runtime.engine, s)["decisions_deleted"] == 2
+    with runtime.engine.connect() as conn:
+        for table in (AuditText, AuditGrade):
+            assert conn.execute(select(func.count()).select_from(table)).scalar_one() == 0

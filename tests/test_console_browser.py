@@ -33,7 +33,6 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     url = f"sqlite:///{d}/router.db"
     env = {
         "BANDIT_ROUTER_DATABASE_URL": url,
-        "BANDIT_ROUTER_STORE_PROMPTS": "true",  # the workbench shows the prompt
         "BANDIT_ROUTER_AUDIT_RATE_FLOOR": "0.15",
         "BANDIT_ROUTER_CONSOLE_SECRET": "browser-test",
     }
@@ -94,6 +93,9 @@ def test_login_and_overview_show_the_stores_numbers(page: Any, service: dict[str
     assert re.fullmatch(r"0\.\d{3}", page.text_content("#mean-reward") or "")
     assert "ms" in (page.text_content("#latency") or "")  # the routes just served were timed
     assert page.locator("svg.chart polyline").count() >= 3
+    # The audits' report: quality and saving against the reference, with their intervals.
+    assert re.search(r"0\.\d{3}\s+95 % \[", page.text_content("#audited-quality") or "")
+    assert "95 %" in (page.text_content("#saving") or "")
     shot(page, "overview")
 
 
@@ -151,20 +153,29 @@ def test_grader_claims_and_grades_in_the_workbench(page: Any, service: dict[str,
     assert page.url.endswith("/console/workbench")
     queue = int(page.text_content("#queue") or "0")
     assert queue >= 1
-    page.keyboard.press("c")  # claim a batch
-    page.wait_for_selector("section.item")
+    with page.expect_navigation():
+        page.keyboard.press("c")  # claim a batch
     assert "hidden" in (page.text_content(".item .meta") or "")  # the model is not shown
+    # Kept for the audit although prompts are not stored (STORE_PROMPTS=false).
     assert page.text_content("#prompt")
+    assert "draft" in page.text_content("#answer") or "work it through" in page.text_content(
+        "#answer"
+    )
+    page.fill("#rubric", "helpful-v1")
     shot(page, "workbench")
     batch = int(page.text_content("#batch") or "0")
-    page.keyboard.press("p")  # pass
-    page.wait_for_selector(".flash.ok")
+    page.keyboard.press("Escape")  # leave the rubric field: keys are shortcuts again
+    with page.expect_navigation():
+        page.keyboard.press("p")  # pass
     assert "graded" in (page.text_content(".flash.ok") or "")
     assert page.text_content("#graded-hour") == "1"
     if batch > 1:
+        assert page.input_value("#rubric") == "helpful-v1"  # remembered for the next item
+        page.fill("#comment", "right, but terse")
         page.fill("#score", "0.7")
-        page.press("#score", "Enter")
-        page.wait_for_selector(".flash.ok")
+        with page.expect_navigation():
+            page.press("#score", "Enter")
+        assert "graded" in (page.text_content(".flash.ok") or "")
         assert page.text_content("#graded-hour") == "2"
 
 

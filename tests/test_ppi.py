@@ -146,3 +146,25 @@ def test_bias_intervals_by_model_and_alert() -> None:
     assert bias_moved(previous, previous.hi + 0.01)
     assert bias_moved(previous, previous.lo - 0.01)
     assert bias_moved((0.1, 0.2), 0.25) and not bias_moved(Interval(0.15, 0.1, 0.2), 0.12)
+
+
+def test_ppi_ipw_terms_cover_with_unequal_labelling_probabilities() -> None:
+    """Gold drawn with known, unequal π (as audits are): the terms' interval covers E[Y], and an
+    informative prediction narrows it against the gold-only (λ = 0) weighting."""
+    from bandit_router.audit.ppi import classical_mean_ci, ppi_ipw_terms
+
+    rng = np.random.default_rng(7)
+    hits, narrower, runs = 0, 0, 400
+    for _ in range(runs):
+        x = rng.uniform(0, 1, 2000)
+        y = rng.binomial(1, 0.2 + 0.6 * x).astype(float)  # E[Y] = 0.5
+        f = np.clip(0.2 + 0.6 * x + rng.normal(0, 0.1, x.size), 0, 1)
+        pi = 0.03 + 0.2 * x  # labelled more often where y is higher: a plain mean is biased
+        w = np.where(rng.random(x.size) < pi, 1 / pi, 0.0)
+        terms, lam = ppi_ipw_terms(y, f, w)
+        ci = classical_mean_ci(terms)
+        hits += ci.lo <= 0.5 <= ci.hi
+        gold_only = classical_mean_ci(w * y)
+        narrower += (ci.hi - ci.lo) < (gold_only.hi - gold_only.lo) and lam > 0
+    assert hits / runs >= 0.92
+    assert narrower / runs >= 0.95

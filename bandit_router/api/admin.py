@@ -4,13 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from sqlalchemy.exc import IntegrityError
 
+from bandit_router.api import metrics
+from bandit_router.api.audits import http_error
 from bandit_router.api.deps import get_runtime, get_settings
 from bandit_router.api.errors import ErrorBody, excerpt
-from bandit_router.api.schemas import DailyOut, JobOut, ModelIn, ModelOut, ModelPatch, PolicyOut
+from bandit_router.api.schemas import (
+    DailyOut,
+    JobOut,
+    ModelIn,
+    ModelOut,
+    ModelPatch,
+    PolicyOut,
+    TimeIn,
+)
 from bandit_router.api.strict_json import StrictJSONRoute
+from bandit_router.audit import service
+from bandit_router.audit.report import Report
 from bandit_router.config import Settings
 from bandit_router.jobs.runner import JOBS
 from bandit_router.policy.pool import ModelSpec
@@ -200,3 +212,28 @@ def bias(rt: RuntimeDep) -> dict[str, Any]:
         "method": job["result"].get("bias_method"),
         "models": job["result"]["bias"],
     }
+
+
+@router.get("/report", response_model=Report)
+def report(
+    rt: RuntimeDep,
+    since: Annotated[
+        TimeIn | None, Query(description="window start (default: REPORT_WINDOW_DAYS ago)")
+    ] = None,
+    until: Annotated[TimeIn | None, Query(description="window end (default: now)")] = None,
+    reference: Annotated[
+        str | None,
+        Query(max_length=200, description="savings against (default: the priciest model)"),
+    ] = None,
+) -> Report:
+    """Audited numbers with 95 % intervals over [since, until), per model and overall: quality
+    of the routed answers (PPI++ on gold audits and preference feedback), cost per query, the
+    saving against `reference` and the quality retained against it; graders' agreement.
+    Computed on demand and reused for REPORT_CACHE_SECONDS. Times are RFC 3339."""
+    try:
+        out = service.report(rt.engine, rt.settings, since, until, reference)
+    except service.AuditError as exc:
+        raise http_error(exc) from None
+    if since is None and until is None and reference is None:
+        metrics.set_report(out)
+    return out

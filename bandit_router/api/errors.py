@@ -64,6 +64,18 @@ class ErrorBody(BaseModel):
     )
 
 
+def refusals(descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for errors an operation answers with, each in the ErrorBody shape."""
+    return {status: {"model": ErrorBody, "description": d} for status, d in descriptions.items()}
+
+
+def storing(model: type, again: str, refused: dict[int, str]) -> dict[str, Any]:
+    """Route arguments of a POST that answers 201 when it stores something, 200 (`again`) when
+    it was stored before, and the errors in `refused`."""
+    answers = {200: {"model": model, "description": again}, **refusals(refused)}
+    return {"status_code": 201, "response_model": model, "responses": answers}
+
+
 def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
     """A client's value, cut to `limit` characters and safe to encode as UTF-8 (a lone surrogate
     is shown escaped)."""

@@ -32,9 +32,37 @@ from prometheus_client import (
     values,
 )
 
+from bandit_router.audit.report import Estimate, Report
+from bandit_router.audit.service import latest_report
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 JOB_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+@dataclass(frozen=True)
+class _Bounded:
+    """An estimate and its 95 % interval: three gauges, `<name>`, `<name>_lower`, `_upper`."""
+
+    value: Gauge
+    lower: Gauge
+    upper: Gauge
+
+    def set(self, labels: tuple[str, ...], estimate: Estimate | None) -> None:
+        nan = float("nan")  # no estimate (yet): NaN, not a stale number
+        self.value.labels(*labels).set(estimate.estimate if estimate else nan)
+        self.lower.labels(*labels).set(estimate.lower if estimate else nan)
+        self.upper.labels(*labels).set(estimate.upper if estimate else nan)
+
+
+def _bounded(name: str, doc: str, labels: list[str]) -> _Bounded:
+    # The value most recently set by any worker: the newest report wins.
+    def gauge(suffix: str, what: str) -> Gauge:
+        return Gauge(name + suffix, doc + what, labels, multiprocess_mode="mostrecent")
+
+    return _Bounded(
+        gauge("", ""), gauge("_lower", " (95 % lower bound)"), gauge("_upper", " (upper bound)")
+    )
 
 
 @dataclass(frozen=True)
@@ -47,6 +75,12 @@ class _Metrics:
     jobs: Histogram
     upstream: Counter
     rejected: Counter
+    # The audited report (GET /v1/admin/report), with intervals.
+    quality: _Bounded
+    cost: _Bounded
+    saving: _Bounded
+    retained: _Bounded
+    agreement: Gauge
 
 
 def _build() -> _Metrics:
@@ -85,6 +119,31 @@ def _build() -> _Metrics:
             "bandit_router_rejected_requests",
             "Requests refused before the endpoint, by reason",
             ["reason"],
+        ),
+        quality=_bounded(
+            "bandit_router_audited_quality",
+            "Audited quality of routed answers (PPI++), by model ('all': overall)",
+            ["model"],
+        ),
+        cost=_bounded(
+            "bandit_router_cost_per_query_usd", "Expected cost per query in USD", ["model"]
+        ),
+        saving=_bounded(
+            "bandit_router_saving_per_query_usd",
+            "Saving per query in USD against the reference model",
+            ["model", "reference"],
+        ),
+        retained=_bounded(
+            "bandit_router_quality_retained",
+            "Audited quality over the reference model's estimated quality",
+            ["reference"],
+        ),
+        agreement=Gauge(
+            "bandit_router_grader_agreement",
+            "Agreement of two graders on the same answer (pairs, mean_abs_difference, "
+            "share_within_0_25)",
+            ["stat"],
+            multiprocess_mode="mostrecent",
         ),
     )
 
@@ -130,6 +189,23 @@ def record_upstream(model: str, outcome: str) -> None:
 
 def record_rejection(reason: str) -> None:
     _m().rejected.labels(reason).inc()
+
+
+def set_report(report: Report) -> None:
+    """Export the audited report's numbers (api/admin.py and the `audits` job compute it)."""
+    gauges = _m()
+    for row in [report.overall, *report.models]:
+        gauges.quality.set((row.model,), row.quality)
+        gauges.cost.set((row.model,), row.cost_per_query_usd)
+        gauges.saving.set((row.model, report.reference or ""), row.saving_per_query_usd)
+    gauges.retained.set((report.reference or "",), report.quality_retained)
+    agreement = report.agreement
+    gauges.agreement.labels("pairs").set(agreement.pairs)
+    for stat, value in (
+        ("mean_abs_difference", agreement.mean_abs_difference),
+        ("share_within_0_25", agreement.share_within_0_25),
+    ):
+        gauges.agreement.labels(stat).set(float("nan") if value is None else value)
 
 
 JobFn = TypeVar("JobFn", bound=Callable[..., Any])
@@ -191,5 +267,8 @@ def endpoint(request: Request) -> Response:
     runtime = getattr(request.app.state, "runtime", None)
     if runtime is not None and runtime.policy is not None:
         set_policy_version(runtime.policy.version)
+    report = latest_report(runtime.settings) if runtime is not None else None
+    if report is not None:  # computed by the `audits` job or GET /v1/admin/report, never here
+        set_report(report)
     body, content_type = render()
     return Response(body, media_type=content_type)

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
 from fastapi.responses import Response, StreamingResponse
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from bandit_router.api import metrics
@@ -33,6 +34,7 @@ from bandit_router.api.retries import (
 from bandit_router.api.routing import Routed, route_request, select_candidates
 from bandit_router.api.schemas import ChatRequest
 from bandit_router.api.strict_json import StrictJSONRoute
+from bandit_router.audit import service
 from bandit_router.config import Settings
 from bandit_router.policy.decide import Choice
 from bandit_router.policy.pool import ModelSpec
@@ -218,11 +220,13 @@ class StreamLength:
     upstream's usage count when it sends one (stream_options.include_usage), else the delta
     text's characters / chars_per_token."""
 
-    def __init__(self, chars_per_token: float) -> None:
+    def __init__(self, chars_per_token: float, keep_text: bool = False) -> None:
         self.chars_per_token = chars_per_token
         self.chars = 0
         self.usage: int | None = None
         self._pending = b""
+        # The assembled answer, only for a decision whose text is kept (an audit's).
+        self.parts: list[str] | None = [] if keep_text else None
 
     def feed(self, chunk: bytes) -> None:
         *lines, self._pending = (self._pending + chunk).split(b"\n")
@@ -238,16 +242,25 @@ class StreamLength:
                 self.usage = usage
             for choice in event.get("choices") or []:
                 text = (choice.get("delta") or {}).get("content")
-                self.chars += len(text) if isinstance(text, str) else 0
+                if isinstance(text, str):
+                    self.chars += len(text)
+                    self._keep(choice, text)
         except (ValueError, AttributeError, TypeError):
             pass  # not an OpenAI chunk: relayed all the same, just not counted
+
+    def _keep(self, choice: dict[str, Any], text: str) -> None:
+        if self.parts is not None and choice.get("index", 0) == 0:  # the first choice is graded
+            self.parts.append(text)
 
     def tokens(self) -> int:
         return count_tokens(self.usage, self.chars, self.chars_per_token) or 0
 
+    def text(self) -> str | None:
+        return "".join(self.parts) if self.parts else None
+
 
 async def _relay(
-    response: httpx.Response, length: StreamLength, on_end: Callable[[int], None]
+    response: httpx.Response, length: StreamLength, on_end: Callable[[StreamLength], None]
 ) -> AsyncIterator[bytes]:
     complete = False
     try:
@@ -260,24 +273,59 @@ async def _relay(
     finally:
         await response.aclose()
         if complete:  # a cut-off answer's length says nothing about the answer
-            on_end(length.tokens())
+            on_end(length)
 
 
 def relay(
-    rt: Runtime, response: httpx.Response, decision_id: str, served: str, stream: bool
+    rt: Runtime, response: httpx.Response, routed: Routed, served: str, stream: bool
 ) -> Response:
+    decision_id = routed.decision_id
     headers = {DECISION_HEADER: decision_id, MODEL_HEADER: served}
     media_type = response.headers.get("content-type")
+    keep = response.is_success and service.keeps_text(routed.audited, rt.settings)
     if stream:
 
-        def record_length(tokens: int) -> None:
+        def record_end(length: StreamLength) -> None:
             # After the answer went out: nobody waits for this write, and losing it loses a
-            # bias feature, not an acknowledged fact.
-            rt.writer.submit(lambda conn: edge_store.set_output_tokens(conn, decision_id, tokens))
+            # bias feature (or an audit's answer, which a client can still attach).
+            tokens, text = length.tokens(), length.text()
 
-        body = _relay(response, StreamLength(rt.settings.chars_per_token), record_length)
-        return StreamingResponse(body, response.status_code, headers, media_type)
+            def write(conn: Connection) -> None:
+                edge_store.set_output_tokens(conn, decision_id, tokens)
+                if text is not None:
+                    service.store_answer(conn, decision_id, text, rt.settings)
+
+            rt.writer.submit(write)
+
+        length = StreamLength(rt.settings.chars_per_token, keep_text=keep)
+        return StreamingResponse(
+            _relay(response, length, record_end), response.status_code, headers, media_type
+        )
     return Response(response.content, response.status_code, headers, media_type)
+
+
+def answer_text(response: httpx.Response) -> str | None:
+    """The first choice's text of an OpenAI chat answer, if it is one."""
+    try:
+        text = response.json()["choices"][0]["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+    return text if isinstance(text, str) and text else None
+
+
+async def keep_answer(rt: Runtime, routed: Routed, response: httpx.Response) -> None:
+    """Keep an audited decision's whole answer for its grader (a stream's is kept as it ends)."""
+    text = answer_text(response)
+    if text is None or not response.is_success:
+        return
+    if not service.keeps_text(routed.audited, rt.settings):
+        return
+    try:
+        await rt.writer.write(
+            lambda conn: service.store_answer(conn, routed.decision_id, text, rt.settings)
+        )
+    except Exception as exc:  # the answer is paid for and the client waits: never fail it here
+        log.warning("could not keep the audited answer: %s", exc)
 
 
 # --- the endpoint -------------------------------------------------------------------------------
@@ -351,7 +399,9 @@ async def chat_completions(
     stream = body.get("stream") is True
     tokens = answer_tokens(response, stream, rt.settings.chars_per_token)
     await record_answer(rt, routed.decision_id, served, response.status_code, attempts, tokens)
-    return relay(rt, response, routed.decision_id, served, stream)
+    if not stream:
+        await keep_answer(rt, routed, response)
+    return relay(rt, response, routed, served, stream)
 
 
 async def _decision_for(

@@ -101,4 +101,10 @@ def routed_again(decision: dict[str, Any]) -> Routed:
         pmf=column("probability"),
         chosen=models.index(decision["chosen_model"]),
     )
-    return Routed(decision["id"], choice, decision["lam"], decision["policy_version"])
+    return Routed(
+        decision["id"],
+        choice,
+        decision["lam"],
+        decision["policy_version"],
+        bool(decision["audit_selected"]),
+    )

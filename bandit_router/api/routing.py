@@ -7,15 +7,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Response
 from sqlalchemy import Connection
 
 from bandit_router.api import metrics
+from bandit_router.api.audits import http_error
 from bandit_router.api.deps import get_runtime
-from bandit_router.api.errors import ErrorBody, excerpt, names_excerpt
+from bandit_router.api.errors import ErrorBody, excerpt, names_excerpt, storing
 from bandit_router.api.logging import bind_decision
-from bandit_router.api.schemas import CandidateOut, DecisionOut, RouteRequest, RouteResponse
+from bandit_router.api.schemas import (
+    AnswerIn,
+    AnswerOut,
+    CandidateOut,
+    DecisionOut,
+    RouteRequest,
+    RouteResponse,
+)
 from bandit_router.api.strict_json import StrictJSONRoute
+from bandit_router.audit import service
 from bandit_router.embed.service import text_hash
 from bandit_router.policy.decide import Choice
 from bandit_router.policy.pool import ModelSpec
@@ -59,6 +68,7 @@ class Routed:
     choice: Choice
     lam: float
     policy_version: int
+    audited: bool = False  # drawn for a gold audit: the proxy keeps the answer for graders
 
     def response(self) -> RouteResponse:
         return RouteResponse(
@@ -120,8 +130,11 @@ async def route_request(
     )
     choice, row, audited = planned.choice, planned.row, planned.audited
 
+    # Kept for the grader even with STORE_PROMPTS=false (audit/service.py says what is kept).
+    audit_prompt = req.transcript() if audited else None
+
     def write(conn: Connection) -> None:
-        repo.insert_decision(conn, row, audited)
+        repo.insert_decision(conn, row, audited, audit_prompt)
         if record is not None:
             record(conn, decision_id)
 
@@ -129,7 +142,7 @@ async def route_request(
     metrics.record_decision(choice.model, endpoint)
     if audited:
         metrics.record_audit("selected")
-    return Routed(decision_id, choice, lam, policy.version)
+    return Routed(decision_id, choice, lam, policy.version, audited)
 
 
 @router.post("/v1/route", response_model=RouteResponse, response_model_by_alias=True)
@@ -147,6 +160,35 @@ async def route(req: RouteRequest, rt: RuntimeDep) -> RouteResponse:
 def get_decision(decision_id: str, rt: RuntimeDep) -> dict[str, Any]:
     with rt.engine.connect() as conn:
         return decision_view(conn, decision_id)
+
+
+@router.post(
+    "/v1/decisions/{decision_id}/answer",
+    **storing(
+        AnswerOut,
+        "an earlier answer was replaced",
+        {
+            404: "no such decision",
+            409: "the decision was not drawn for an audit and prompts are not stored, or it is "
+            "graded already: its answer is not kept",
+        },
+    ),
+)
+def attach_answer(
+    decision_id: str, body: AnswerIn, response: Response, rt: RuntimeDep
+) -> AnswerOut:
+    """Attach the answer the routed model gave, so a grader can read it. Kept only for
+    decisions drawn for an audit (or any, with STORE_PROMPTS=true); deleted once graded or
+    after AUDIT_TEXT_DAYS. 409, not 422: the body is fine, the decision's state refuses it."""
+    try:
+        status = service.attach_answer(rt.engine, rt.settings, decision_id, body.answer)
+    except service.AuditError as exc:
+        raise http_error(exc) from None
+    if status == "replaced":
+        response.status_code = 200
+    return AnswerOut(
+        decision_id=decision_id, status="created" if status == "created" else "replaced"
+    )
 
 
 def decision_view(conn: Connection, decision_id: str) -> dict[str, Any]:

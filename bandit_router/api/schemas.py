@@ -10,7 +10,7 @@ import re
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic.json_schema import JsonDict
 
 from bandit_router.pool_checks import MAX_OUTPUT_TOKENS, MAX_PRICE
@@ -31,6 +31,18 @@ Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]  # 3 and 3.5,
 Integer = Annotated[int, Field(strict=True)]  # 3, not 3.5, true or "3"
 Flag = Annotated[bool, Field(strict=True)]  # true and false, not 0 or "true"
 Timestamp = Annotated[datetime, AfterValidator(_utc)]
+# RFC 3339, as the schema's `date-time` says: pydantic alone would also read "0.5" as Unix
+# seconds and "2026-12-01" as midnight, which the schema refuses.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def _rfc3339(value: object) -> object:
+    if isinstance(value, str) and not _RFC3339.fullmatch(value):
+        raise ValueError("a time is RFC 3339 text with an offset, e.g. 2026-12-01T00:00:00Z")
+    return value
+
+
+TimeIn = Annotated[datetime, BeforeValidator(_rfc3339)]
 Preset = Literal["quality", "balanced", "cost"]
 PRESETS: tuple[Preset, ...] = ("quality", "balanced", "cost")
 # Which names are usable is the pool's state, which changes at run time: no enum can say it.
@@ -140,6 +152,12 @@ class RouteRequest(BaseModel):
         if self.prompt is not None:
             return self.prompt
         return "\n".join(m.text() for m in self.messages or [])
+
+    def transcript(self) -> str:
+        """What a grader reads: the prompt, or the conversation with who said what."""
+        if self.prompt is not None:
+            return self.prompt
+        return "\n\n".join(f"{m.role}: {m.text()}" for m in self.messages or [])
 
 
 class CandidateOut(BaseModel):
@@ -374,6 +392,26 @@ class DecisionOut(BaseModel):
     learned_version: int | None
     feedback: list[FeedbackOut]
     proxy: ProxyAnswerOut | None
+
+
+class AnswerIn(BaseModel):
+    """The answer a /v1/route client got from the model it was routed to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # No length bound of its own: MAX_BODY_BYTES bounds it, as it bounds a prompt.
+    answer: str = Field(min_length=1, json_schema_extra=NON_BLANK)
+
+    @model_validator(mode="after")
+    def _has_text(self) -> AnswerIn:
+        if not has_text(self.answer):
+            raise ValueError("the answer is empty")
+        return self
+
+
+class AnswerOut(BaseModel):
+    decision_id: str
+    status: Literal["created", "replaced"]
 
 
 class Health(BaseModel):

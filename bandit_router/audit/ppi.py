@@ -33,6 +33,7 @@ __all__ = [
     "bias_intervals_by_model",
     "bias_moved",
     "classical_mean_ci",
+    "ppi_ipw_terms",
     "ppi_lambda",
     "ppi_mean",
 ]
@@ -234,3 +235,30 @@ def bias_moved(previous_interval: _HasBounds | tuple[float, float], new_estimate
     else:
         lo, hi = (float(v) for v in cast(tuple[float, float], previous_interval))
     return not lo <= float(new_estimate) <= hi
+
+
+def ppi_ipw_terms(y: ArrayLike, f: ArrayLike, w: ArrayLike) -> tuple[Array, float]:
+    """PPI++ when gold labels were drawn with known, unequal probabilities (audits: π varies
+    with the policy's uncertainty): per-row terms whose mean estimates E[Y], and λ̂.
+
+    Each of the N rows has a proxy score f; w = ξ/π is the inverse labelling probability on a
+    labelled row (ξ = 1) and 0 elsewhere, where y is ignored. The term
+
+        φ_i = λ·f_i + w_i·(y_i − λ·f_i)
+
+    has mean E[Y] for every fixed λ (E[w | x] = 1), and with π constant it is the PPI++ estimate
+    of `ppi_mean`. Var(φ) = Var(wy) + 2λ·Cov(wy, (1−w)f) + λ²·Var((1−w)f) is smallest at
+    λ* = −Cov(wy, (1−w)f) / Var((1−w)f), clipped to [0, 1] like `ppi_lambda`. Returning the
+    terms lets a caller take ratios of two such means (delta method) on the same rows.
+    """
+    fv, wv = _vec(f, "f"), _vec(w, "w")
+    yv = np.where(wv > 0, np.asarray(y, dtype=np.float64).ravel(), 0.0)
+    if not np.isfinite(yv).all():
+        raise ValueError("y contains non-finite values on labelled rows")
+    wy, rest = wv * yv, (1.0 - wv) * fv
+    var_rest = float(rest.var(ddof=1)) if rest.size > 1 else 0.0
+    lam = 0.0
+    if var_rest > 1e-15:
+        cov = float(np.cov(wy, rest, ddof=1)[0, 1])
+        lam = float(np.clip(-cov / var_rest, 0.0, 1.0))
+    return wy + lam * rest, lam

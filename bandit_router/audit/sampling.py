@@ -19,5 +19,14 @@ def audit_probability(pmf: np.ndarray, floor: float, boost: float, cap: float) -
 
 def selected_for_audit(decision_id: str, probability: float) -> bool:
     """A draw independent of the routing draw (different salt), reproducible from the id."""
-    u = int.from_bytes(hashlib.sha256(f"audit:{decision_id}".encode()).digest()[:8], "big")
-    return u / 2.0**64 < probability
+    return _uniform("audit", decision_id) < probability
+
+
+def selected_for_review(decision_id: str, rate: float) -> bool:
+    """Whether a graded audit also gets a second grader: independent of the audit draw."""
+    return _uniform("review", decision_id) < rate
+
+
+def _uniform(salt: str, decision_id: str) -> float:
+    u = int.from_bytes(hashlib.sha256(f"{salt}:{decision_id}".encode()).digest()[:8], "big")
+    return u / 2.0**64

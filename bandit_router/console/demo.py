@@ -60,12 +60,30 @@ def _ok(response: httpx.Response) -> Any:
     return response.json()
 
 
+ANSWERS = {
+    "maths": "Let us work it through.\n\n1. Restate the question: {q}\n2. Apply the rule step "
+    "by step, checking each intermediate value.\n3. State the result and verify it.",
+    "writing": "Here is a draft in response to: {q}\n\nMorning opens slowly on the water,\n"
+    "light finds the edges of the quiet things,\nand everything that waited, wakes.",
+}
+
+
+def send_answer(client: Http, decision_id: str, topic: str, text: str) -> None:
+    """What a /v1/route client does after calling its model: attach the answer. The service
+    keeps it only for decisions drawn for an audit (409 otherwise, which is fine here)."""
+    answer = {"answer": ANSWERS[topic].format(q=text)}
+    response = client.post(f"/v1/decisions/{decision_id}/answer", json=answer)
+    if response.status_code not in (200, 201, 409):
+        response.raise_for_status()
+
+
 def route_and_rate(
     client: Http, rng: random.Random, truth: dict[str, dict[str, float]]
 ) -> tuple[str, str, str]:
     """One query routed, and a thumb from a user who liked the answer with its hidden quality."""
     topic, text = prompt(rng)
     decision = _ok(client.post("/v1/route", json={"prompt": text, "preset": rng.choice(PRESETS)}))
+    send_answer(client, decision["decision_id"], topic, text)
     up = rng.random() < truth[decision["model"]][topic]
     feedback = {
         "decision_id": decision["decision_id"],

@@ -16,6 +16,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from bandit_router.api.auth import KeyInfo
+from bandit_router.audit.service import Grader
 from bandit_router.console import service
 from bandit_router.console.session import COOKIE, console_key, login_key, same_origin
 from bandit_router.runtime import Runtime
@@ -241,8 +242,8 @@ def decision(request: Request, decision_id: str) -> Response:
 # --- the audit workbench ----------------------------------------------------------------------
 
 
-def _grader(key: KeyInfo) -> str:
-    return service.grader_id(key.prefix, key.name)
+def _grader(key: KeyInfo) -> Grader:
+    return service.grader(key.prefix, key.name)
 
 
 @router.get("/workbench")
@@ -280,13 +281,16 @@ async def grade(request: Request) -> Response:
     fields = await form(request)
     decision_id = fields.get("decision_id", "")
     try:
-        score, passed = _grade_fields(fields)
+        verdict = _grade_fields(fields)
     except ValueError:
         return back("/workbench", err="give a score between 0 and 1, or pass / fail")
+    rubric, comment = fields.get("rubric", "").strip(), fields.get("comment", "").strip()
     return await act(
         request,
         "grader",
         "/workbench",
-        lambda key: service.grade(_rt(request), _grader(key), decision_id, score, passed),
+        lambda key: service.grade(
+            _rt(request), _grader(key), decision_id, verdict, rubric or None, comment or None
+        ),
         lambda _: f"graded {decision_id[:12]}",
     )

@@ -11,12 +11,13 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fastapi import HTTPException, Response
+from fastapi import HTTPException
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
 from pydantic import ValidationError
 
 from bandit_router.api import admin, audits, metrics
 from bandit_router.api.schemas import ModelPatch
+from bandit_router.audit import service as audit_service
 from bandit_router.console import charts
 from bandit_router.runtime import Runtime
 from bandit_router.store import aggregates as agg
@@ -43,7 +44,8 @@ def window(name: str) -> tuple[str, datetime, int]:
     if name not in WINDOWS:
         name = DEFAULT_WINDOW
     length, bucket = WINDOWS[name]
-    # On a bucket boundary, so the first bucket is whole.
+    # On a bucket boundary: the first bucket is whole, and a cached audited report (keyed by its
+    # start) serves every page view within a bucket.
     start = int(datetime.now(UTC).timestamp()) - length
     return name, datetime.fromtimestamp(start // bucket * bucket, UTC), bucket
 
@@ -115,6 +117,7 @@ def overview(rt: Runtime, name: str) -> dict[str, Any]:
         "policy": active,
         "audits": audits_by_status,
         "latency": latency_quantiles(),
+        "report": audited_report(rt, start),
         "models": [(m, charts.color(i)) for i, m in enumerate(shares)],
         "traffic_chart": charts.lines(
             "traffic share per model", buckets, shares, seconds, ".0%", (0.0, 1.0)
@@ -126,6 +129,15 @@ def overview(rt: Runtime, name: str) -> dict[str, Any]:
             "cost per query (USD)", buckets, {"cost": _mean_series(cost, buckets)}, seconds, ".5f"
         ),
     }
+
+
+def audited_report(rt: Runtime, start: datetime) -> Any:
+    """The audits' report over the window (quality, cost and saving against the reference, with
+    PPI++ intervals), as GET /v1/admin/report gives it; cached by the audit service."""
+    try:
+        return audit_service.report(rt.engine, rt.settings, since=start)
+    except audit_service.AuditError:
+        return None
 
 
 # --- latency from the service's own metrics ---------------------------------------------------
@@ -279,27 +291,35 @@ def decision(rt: Runtime, decision_id: str) -> dict[str, Any] | None:
             return None
         feedback = repo.list_feedback(conn, decision_id)
         audit = repo.get_audit(conn, decision_id)
+        grades = agg.grades_of(conn, decision_id)
         proxied = key_store.get_answer(conn, decision_id)
     row.pop("embedding", None)
-    return {"decision": row, "feedback": feedback, "audit": audit, "proxy": proxied}
+    return {
+        "decision": row,
+        "feedback": feedback,
+        "audit": audit,
+        "grades": grades,
+        "proxy": proxied,
+    }
 
 
 # --- audit workbench --------------------------------------------------------------------------
 
 
-def grader_id(key_prefix: str, key_name: str | None) -> str:
-    """Who grades: the key's name when it has one (people recognise it), with its prefix."""
-    return f"{key_name} ({key_prefix})" if key_name else key_prefix
+def grader(key_prefix: str, key_name: str | None) -> audit_service.Grader:
+    """Who grades, as the audits API sees a request with this key: the key owns the claims."""
+    return audit_service.Grader.of(key_name or key_prefix, key_prefix)
 
 
-def workbench(rt: Runtime, grader: str) -> dict[str, Any]:
+def workbench(rt: Runtime, who: audit_service.Grader) -> dict[str, Any]:
     now = datetime.now(UTC)
     with rt.engine.connect() as conn:
-        # The item as the audits API gives it, so the workbench shows what a grader client sees.
-        batch = [audits._item(conn, a) for a in agg.claimed_by(conn, grader, now)]
+        # Each item as the audits API gives it (prompt, answer; a second grader does not see
+        # the first grade), so the workbench shows what any grader client sees.
+        batch = [audit_service.item(conn, a) for a in agg.claimed_by(conn, who.identity, now)]
         counts = repo.audit_counts(conn)
-        hour = agg.grader_throughput(conn, grader, now - timedelta(hours=1))
-        day = agg.grader_throughput(conn, grader, now - timedelta(days=1))
+        hour = agg.grader_throughput(conn, who.identity, now - timedelta(hours=1))
+        day = agg.grader_throughput(conn, who.identity, now - timedelta(days=1))
     return {
         "batch": batch,
         "queue": counts.get("pending", 0),
@@ -309,28 +329,36 @@ def workbench(rt: Runtime, grader: str) -> dict[str, Any]:
     }
 
 
-def claim(rt: Runtime, grader: str, limit: int) -> int:
-    req = _run(audits.ClaimRequest.model_validate, {"grader_id": grader, "limit": limit})
-    return len(_run(audits.claim, req, rt))
+def _audit_call(action: Any, *args: Any) -> Any:
+    try:
+        return action(*args)
+    except audit_service.AuditError as exc:
+        raise ActionError(str(exc)) from None
+
+
+def claim(rt: Runtime, who: audit_service.Grader, limit: int) -> int:
+    items = _audit_call(audit_service.claim, rt.engine, rt.settings, who, max(1, min(limit, 500)))
+    for _ in items:
+        metrics.record_audit("claimed")
+    return len(items)
 
 
 def grade(
-    rt: Runtime, grader: str, decision_id: str, score: float | None, passed: bool | None
+    rt: Runtime,
+    who: audit_service.Grader,
+    decision_id: str,
+    verdict: tuple[float | None, bool | None],
+    rubric: str | None = None,
+    comment: str | None = None,
 ) -> str:
-    body: dict[str, Any] = {"decision_id": decision_id, "grader_id": grader}
-    if score is not None:
-        body["score"] = score
-    if passed is not None:
-        body["pass"] = passed
+    """Checked by the audits API's own request model (score range, rubric id, comment length),
+    then stored by the audit service: claims, double grading and text deletion included."""
+    score, passed = verdict
+    body: dict[str, Any] = {"decision_id": decision_id, "grader_id": who.name}
+    body.update({"score": score} if score is not None else {"pass": passed})
+    body.update({k: v for k, v in (("rubric", rubric), ("comment", comment)) if v})
     req = _run(audits.GradeRequest.model_validate, body)
-    _check_own_claim(rt, grader, decision_id)
-    out: dict[str, Any] = _run(audits.grade, req, Response(), rt)
-    return str(out["status"])
-
-
-def _check_own_claim(rt: Runtime, grader: str, decision_id: str) -> None:
-    """The workbench grades only what this grader claimed (a form can name any decision)."""
-    with rt.engine.connect() as conn:
-        audit = repo.get_audit(conn, decision_id)
-    if audit is not None and audit["status"] == "claimed" and audit["claimed_by"] != grader:
-        raise ActionError(f"decision {decision_id} is claimed by another grader")
+    out = _audit_call(audit_service.grade, rt.engine, rt.settings, who, req.grade())
+    if out.status == "graded":
+        metrics.record_audit("graded" if out.round == 1 else "second_graded")
+    return str(out.status)

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Engine, update
 
+from bandit_router.audit.service import run_upkeep
 from bandit_router.config import Settings
 from bandit_router.jobs.retention import run_retention
 from bandit_router.jobs.retrain import run_retrain
@@ -22,12 +23,18 @@ from bandit_router.store.models import Job, utcnow
 log = logging.getLogger(__name__)
 
 JobFn = Callable[[Engine, Settings], dict[str, Any]]
-JOBS: dict[str, JobFn] = {"update": run_update, "retrain": run_retrain, "retention": run_retention}
+JOBS: dict[str, JobFn] = {
+    "update": run_update,
+    "retrain": run_retrain,
+    "retention": run_retention,
+    "audits": run_upkeep,
+}
 # Periodic jobs: kind -> the Settings field holding its interval in seconds.
 SCHEDULE: dict[str, str] = {
     "update": "update_interval_seconds",
     "retrain": "retrain_interval_seconds",
     "retention": "retention_interval_seconds",
+    "audits": "audit_job_interval_seconds",
 }
 
 

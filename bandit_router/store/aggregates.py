@@ -8,9 +8,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Integer, cast, func, select, update
+from sqlalchemy import Connection, Integer, and_, cast, func, or_, select, update
 
-from bandit_router.store.models import Audit, Decision, Feedback, Job, LLMModel
+from bandit_router.store.models import Audit, AuditGrade, Decision, Feedback, Job, LLMModel
 
 # Exploration is read from each decision's candidates (JSON); this many newest decisions bound it.
 EXPLORATION_SAMPLE = 5000
@@ -109,24 +109,33 @@ def bias_runs(conn: Connection, limit: int = 50) -> list[dict[str, Any]]:
     return list(reversed(runs[:limit]))
 
 
-def grader_throughput(conn: Connection, grader_id: str, since: datetime) -> int:
-    """Audits this grader graded since `since`."""
-    stmt = select(func.count()).where(
-        Audit.grader_id == grader_id, Audit.status == "graded", Audit.graded_at >= since
-    )
+def grader_throughput(conn: Connection, grader: str, since: datetime) -> int:
+    """Grades (first and second) this grader gave since `since`."""
+    stmt = select(func.count()).where(AuditGrade.grader == grader, AuditGrade.created_at >= since)
     return int(conn.execute(stmt).scalar() or 0)
 
 
-def claimed_by(conn: Connection, grader_id: str, now: datetime) -> list[dict[str, Any]]:
-    """This grader's live claims, oldest first: the batch the workbench walks through."""
+def claimed_by(conn: Connection, grader: str, now: datetime) -> list[dict[str, Any]]:
+    """This grader's live claims, oldest first, each with its round (1: a first grade, 2: a
+    second opinion): the batch the workbench walks through."""
+    first = and_(
+        Audit.status == "claimed", Audit.claimed_by == grader, Audit.claim_expires_at >= now
+    )
+    second = and_(
+        Audit.review_status == "claimed",
+        Audit.review_claimed_by == grader,
+        Audit.review_claim_expires_at >= now,
+    )
+    stmt = select(Audit.__table__).where(or_(first, second)).order_by(Audit.id)
+    return [{**r._mapping, "round": 1 if r.status == "claimed" else 2} for r in conn.execute(stmt)]
+
+
+def grades_of(conn: Connection, decision_id: str) -> list[dict[str, Any]]:
+    """Every grade of a decision's audit (rubric and comment included), first round first."""
     stmt = (
-        select(Audit.__table__)
-        .where(
-            Audit.status == "claimed",
-            Audit.claimed_by == grader_id,
-            Audit.claim_expires_at >= now,
-        )
-        .order_by(Audit.id)
+        select(AuditGrade.__table__)
+        .where(AuditGrade.decision_id == decision_id)
+        .order_by(AuditGrade.round)
     )
     return [dict(r._mapping) for r in conn.execute(stmt)]
 

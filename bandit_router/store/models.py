@@ -164,8 +164,56 @@ class Audit(Base):
     score: Mapped[float | None] = mapped_column(Float, default=None)
     grader_id: Mapped[str | None] = mapped_column(String(200), default=None)
     graded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    # A second, independent grade by another grader (AUDIT_DOUBLE_GRADE_RATE), to measure how
+    # much graders agree: None (not wanted) | pending | claimed | graded. `score` stays the
+    # first grade, so the estimators and learning read what they read before.
+    review_status: Mapped[str | None] = mapped_column(String(20), default=None)
+    review_claimed_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    review_claim_expires_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), default=None
+    )
 
-    __table_args__ = (Index("ix_audits_status", "status", "id"),)
+    __table_args__ = (
+        Index("ix_audits_status", "status", "id"),
+        Index("ix_audits_review_status", "review_status", "id"),
+    )
+
+
+class AuditText(Base):
+    """The prompt and the answer of a decision drawn for an audit: what a grader reads. Kept
+    even with STORE_PROMPTS=false, deleted once graded or after AUDIT_TEXT_DAYS."""
+
+    __tablename__ = "audit_texts"
+
+    decision_id: Mapped[str] = mapped_column(
+        ForeignKey("decisions.id", ondelete="CASCADE"), primary_key=True
+    )
+    prompt: Mapped[str | None] = mapped_column(Text, default=None)
+    answer: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (Index("ix_audit_texts_created_at", "created_at"),)
+
+
+class AuditGrade(Base):
+    """Every grade given to an audit (first and second), with its rubric and comment."""
+
+    __tablename__ = "audit_grades"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    decision_id: Mapped[str] = mapped_column(ForeignKey("decisions.id", ondelete="CASCADE"))
+    grader: Mapped[str] = mapped_column(String(200))  # the API key's prefix, else grader_id
+    grader_name: Mapped[str] = mapped_column(String(200))  # grader_id as the grader gave it
+    round: Mapped[int] = mapped_column(Integer)  # 1: the audit's score; 2: the second opinion
+    score: Mapped[float] = mapped_column(Float)
+    rubric: Mapped[str | None] = mapped_column(String(64), default=None)
+    comment: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("decision_id", "round", name="uq_audit_grades_round"),
+        Index("ix_audit_grades_created_at", "created_at"),
+    )
 
 
 class OfflineGold(Base):

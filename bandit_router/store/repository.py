@@ -13,6 +13,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from bandit_router.store.keys import ProxyAnswer, ProxyRequest
 from bandit_router.store.models import (
     Audit,
+    AuditGrade,
+    AuditText,
     DailyAggregate,
     Decision,
     Feedback,
@@ -78,12 +80,17 @@ def insert_audit_rows(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         conn.execute(insert(Audit), list(rows))
 
 
-def insert_decision(conn: Connection, row: dict[str, Any], audited: bool) -> None:
-    """A decision and, when it was drawn for a gold audit, its pending audit — atomically."""
+def insert_decision(
+    conn: Connection, row: dict[str, Any], audited: bool, audit_prompt: str | None = None
+) -> None:
+    """A decision and, when it was drawn for a gold audit, its pending audit and the prompt a
+    grader will read — atomically."""
     # Parameters, not .values(): the statement compiles once and is reused from the cache.
     conn.execute(insert(Decision), row)
     if audited:
         insert_audit(conn, row["id"])
+        if audit_prompt is not None:
+            conn.execute(insert(AuditText), {"decision_id": row["id"], "prompt": audit_prompt})
 
 
 def get_decision(conn: Connection, decision_id: str) -> dict[str, Any] | None:
@@ -315,9 +322,29 @@ def _claimable(now: datetime) -> Any:
     )
 
 
+def _reviewable(now: datetime, grader: str | None) -> Any:
+    """Graded audits waiting for a second grade; never offered to their first grader."""
+    open_review = or_(
+        Audit.review_status == "pending",
+        and_(Audit.review_status == "claimed", Audit.review_claim_expires_at < now),
+    )
+    return open_review if grader is None else and_(open_review, Audit.grader_id != grader)
+
+
 def list_pending_audits(conn: Connection, limit: int) -> list[dict[str, Any]]:
-    stmt = select(Audit.__table__).where(_claimable(utcnow())).order_by(Audit.id).limit(limit)
-    return [dict(r._mapping) for r in conn.execute(stmt)]
+    """Audits waiting for a first grade, then those waiting for a second one (`round` 1 or 2)."""
+    now = utcnow()
+    first = select(Audit.__table__).where(_claimable(now)).order_by(Audit.id).limit(limit)
+    out = [{**r._mapping, "round": 1} for r in conn.execute(first)]
+    if len(out) < limit:
+        second = (
+            select(Audit.__table__)
+            .where(_reviewable(now, None))
+            .order_by(Audit.id)
+            .limit(limit - len(out))
+        )
+        out += [{**r._mapping, "round": 2} for r in conn.execute(second)]
+    return out
 
 
 def claim_audits(conn: Connection, grader_id: str, limit: int, lease: timedelta) -> list[int]:
@@ -332,6 +359,20 @@ def claim_audits(conn: Connection, grader_id: str, limit: int, lease: timedelta)
     claim = update(Audit).values(
         status="claimed", claimed_by=grader_id, claim_expires_at=now + lease
     )
+    return _claim(conn, pick, claim)
+
+
+def claim_reviews(conn: Connection, grader: str, limit: int, lease: timedelta) -> list[int]:
+    """Claim up to `limit` audits for their second grade, as `claim_audits` does the first."""
+    now = utcnow()
+    pick = select(Audit.id).where(_reviewable(now, grader)).order_by(Audit.id).limit(limit)
+    claim = update(Audit).values(
+        review_status="claimed", review_claimed_by=grader, review_claim_expires_at=now + lease
+    )
+    return _claim(conn, pick, claim)
+
+
+def _claim(conn: Connection, pick: Any, claim: Any) -> list[int]:
     if conn.dialect.name == "postgresql":
         ids = [r[0] for r in conn.execute(pick.with_for_update(skip_locked=True))]
         if ids:
@@ -351,12 +392,108 @@ def audits_by_id(conn: Connection, ids: Sequence[int]) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in conn.execute(stmt)]
 
 
-def grade_audit(conn: Connection, decision_id: str, score: float, grader_id: str) -> None:
-    conn.execute(
+def grade_audit(
+    conn: Connection,
+    decision_id: str,
+    score: float,
+    grader_id: str,
+    review: str | None = None,
+) -> bool:
+    """The first grade: the audit's score. `review` is "pending" when a second grade is wanted.
+    False when another grader's grade got there first."""
+    res = conn.execute(
         update(Audit)
-        .where(Audit.decision_id == decision_id)
-        .values(status="graded", score=score, grader_id=grader_id, graded_at=utcnow())
+        .where(Audit.decision_id == decision_id, Audit.status != "graded")
+        .values(
+            status="graded",
+            score=score,
+            grader_id=grader_id,
+            graded_at=utcnow(),
+            review_status=review,
+        )
     )
+    return bool(res.rowcount)
+
+
+def finish_review(conn: Connection, decision_id: str) -> bool:
+    """The second grade is in. False when another grader's got there first."""
+    res = conn.execute(
+        update(Audit)
+        .where(Audit.decision_id == decision_id, Audit.review_status.in_(("pending", "claimed")))
+        .values(review_status="graded")
+    )
+    return bool(res.rowcount)
+
+
+def insert_grade(conn: Connection, row: dict[str, Any]) -> None:
+    conn.execute(insert(AuditGrade), row)
+
+
+def get_grade(conn: Connection, decision_id: str, round_: int) -> dict[str, Any] | None:
+    where = and_(AuditGrade.decision_id == decision_id, AuditGrade.round == round_)
+    return _first(conn, select(AuditGrade.__table__).where(where))
+
+
+def _first(conn: Connection, stmt: Any) -> dict[str, Any] | None:
+    row = conn.execute(stmt).first()
+    return dict(row._mapping) if row else None
+
+
+def grade_pairs(
+    conn: Connection, since: datetime | None, until: datetime | None
+) -> list[tuple[float, float]]:
+    """(first, second) scores of the audits graded twice whose decision is in the window."""
+    second = AuditGrade.__table__.alias("second")
+    stmt = (
+        select(AuditGrade.score, second.c.score)
+        .join(second, and_(second.c.decision_id == AuditGrade.decision_id, second.c.round == 2))
+        .join(Decision, Decision.id == AuditGrade.decision_id)
+        .where(AuditGrade.round == 1)
+    )
+    stmt = _window(stmt, since, until)
+    return [(float(a), float(b)) for a, b in conn.execute(stmt)]
+
+
+def _window(stmt: Any, since: datetime | None, until: datetime | None) -> Any:
+    if since is not None:
+        stmt = stmt.where(Decision.created_at >= since)
+    if until is not None:
+        stmt = stmt.where(Decision.created_at < until)
+    return stmt
+
+
+# --- the text of audited decisions ------------------------------------------------------------
+
+
+def put_audit_answer(conn: Connection, decision_id: str, answer: str, prompt: str | None) -> str:
+    """Keep an answer for grading: "created", or "replaced" when one was kept already. `prompt`
+    fills a missing prompt (a decision whose prompt is stored with it)."""
+    found = get_audit_text(conn, decision_id)
+    if found is None:
+        values = {"decision_id": decision_id, "prompt": prompt, "answer": answer}
+        conn.execute(insert(AuditText), values)
+        return "created"
+    stmt = update(AuditText).where(AuditText.decision_id == decision_id)
+    conn.execute(stmt.values(answer=answer, prompt=found["prompt"] or prompt))
+    return "created" if found["answer"] is None else "replaced"
+
+
+def get_audit_text(conn: Connection, decision_id: str) -> dict[str, Any] | None:
+    return _first(conn, select(AuditText.__table__).where(AuditText.decision_id == decision_id))
+
+
+def delete_audit_text(conn: Connection, decision_id: str) -> None:
+    conn.execute(delete(AuditText).where(AuditText.decision_id == decision_id))
+
+
+def purge_audit_texts(conn: Connection, before: datetime) -> int:
+    """Delete texts kept since before `before`, graded or not."""
+    res = conn.execute(delete(AuditText).where(AuditText.created_at < before))
+    return int(res.rowcount or 0)
+
+
+def count_audit_texts(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(AuditText)).scalar_one())
 
 
 def audit_counts(conn: Connection) -> dict[str, int]:
@@ -409,24 +546,16 @@ def stream_event_rows(
     window's size and the database walks the index once (keyset pages re-seeked it per page).
     `with_signal_only`: only decisions that carry feedback or a gold grade."""
     has_feedback = select(Feedback.id).where(Feedback.decision_id == Decision.id).exists()
-    stmt = (
-        select(
+    stmt = _decision_log(
+        (
             *_EVENT_COLUMNS,
             Audit.score.label("gold"),
             ProxyAnswer.served_model.label("served_model"),
             ProxyAnswer.decision_id.label("proxied"),
             ProxyAnswer.output_tokens.label("proxy_output_tokens"),
-        )
-        # Graded only: an inner join lets the database start from the few audits instead of
-        # scanning every decision of the window (2 % of them at the default audit rate).
-        .join(
-            Audit,
-            and_(Audit.decision_id == Decision.id, Audit.status == "graded"),
-            isouter=not graded_only,
-        )
-        .outerjoin(ProxyAnswer, ProxyAnswer.decision_id == Decision.id)
-        .order_by(Decision.created_at, Decision.id)
-        .limit(max_events)
+        ),
+        graded_only=graded_only,
+        limit=max_events,
     )
     if since is not None:
         stmt = stmt.where(Decision.created_at >= since)
@@ -444,6 +573,35 @@ def stream_event_rows(
             yield [dict(r._mapping) for r in part]
     finally:
         result.close()  # a consumer that stops early must not leave the cursor open
+
+
+def _decision_log(
+    columns: Sequence[Any],
+    *,
+    graded_only: bool = False,
+    limit: int | None = None,
+    after: tuple[datetime, str] | None = None,
+) -> Any:
+    """Decisions with their first gold grade and proxy answer joined, oldest first; `after`
+    keyset-pages on (created_at, id). `graded_only`: an inner join lets the database start from
+    the few audits instead of scanning every decision of the window (2 % at the default rate)."""
+    stmt = (
+        select(*columns)
+        .join(
+            Audit,
+            and_(Audit.decision_id == Decision.id, Audit.status == "graded"),
+            isouter=not graded_only,
+        )
+        .outerjoin(ProxyAnswer, ProxyAnswer.decision_id == Decision.id)
+        .order_by(Decision.created_at, Decision.id)
+        .limit(limit)
+    )
+    if after is not None:
+        at, last = after
+        stmt = stmt.where(
+            or_(Decision.created_at > at, and_(Decision.created_at == at, Decision.id > last))
+        )
+    return stmt
 
 
 def count_events(conn: Connection, since: datetime | None = None) -> int:
@@ -510,7 +668,7 @@ def delete_decisions(conn: Connection, decision_ids: Sequence[str]) -> int:
     not left to ON DELETE CASCADE: SQLite enforces it only on connections with foreign keys on."""
     for start in range(0, len(decision_ids), _CHUNK):
         chunk = decision_ids[start : start + _CHUNK]
-        for child in (Feedback, Audit, ProxyAnswer, ProxyRequest):
+        for child in (Feedback, AuditGrade, AuditText, Audit, ProxyAnswer, ProxyRequest):
             conn.execute(delete(child).where(child.decision_id.in_(chunk)))
         conn.execute(delete(Decision).where(Decision.id.in_(chunk)))
     return len(decision_ids)
@@ -551,3 +709,49 @@ def forget_prompts(conn: Connection, decision_ids: Sequence[str]) -> int:
     """Drop the stored prompt text; the hash stays (repeat detection, audits by hash)."""
     conn.execute(update(Decision).where(Decision.id.in_(decision_ids)).values(prompt=None))
     return len(decision_ids)
+
+
+def report_rows(
+    conn: Connection,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    after: tuple[datetime, str] | None = None,
+) -> list[dict[str, Any]]:
+    """One page of the decisions in [since, until) for the audited report, oldest first: what
+    was chosen and who answered, the logged candidates (cost, predicted quality, probability),
+    the audit draw, the first gold grade and the mean preference reward (None without)."""
+    preference = (
+        select(func.avg(Feedback.reward))
+        .where(Feedback.decision_id == Decision.id)
+        .scalar_subquery()
+    )
+    columns = (
+        Decision.id,
+        Decision.created_at,
+        Decision.chosen_model,
+        Decision.candidates,
+        Decision.input_tokens,
+        Decision.audit_probability,
+        Decision.audit_selected,
+        Audit.score.label("gold"),
+        ProxyAnswer.decision_id.label("proxied"),
+        ProxyAnswer.served_model.label("served_model"),
+        preference.label("preference"),
+    )
+    stmt = _decision_log(columns, limit=limit, after=after)
+    return [dict(r._mapping) for r in conn.execute(_window(stmt, since, until))]
+
+
+def window_input_tokens(conn: Connection, since: datetime, until: datetime) -> tuple[int, int]:
+    """(decisions, their input tokens) in [since, until)."""
+    stmt = _window(
+        select(func.count(), func.coalesce(func.sum(Decision.input_tokens), 0)).select_from(
+            Decision
+        ),
+        since,
+        until,
+    )
+    count, tokens = conn.execute(stmt).one()
+    return int(count), int(tokens)

@@ -11,6 +11,10 @@ function typing(target) {
 }
 
 document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && typing(event.target)) {
+    event.target.blur(); // back to the shortcuts
+    return;
+  }
   if (event.ctrlKey || event.metaKey || event.altKey || typing(event.target)) return;
   const click = (id) => { const el = document.getElementById(id); if (el) { event.preventDefault(); el.click(); } };
   const score = document.getElementById("score");
@@ -26,4 +30,12 @@ document.addEventListener("keydown", (event) => {
     score.value = (Number(event.key) / 10).toFixed(1);
     score.focus();
   }
+});
+
+// The rubric a grader works to stays the same from item to item: remember it in this browser.
+document.addEventListener("DOMContentLoaded", () => {
+  const rubric = document.getElementById("rubric");
+  if (!rubric) return;
+  rubric.value = rubric.value || localStorage.getItem("br-rubric") || "";
+  rubric.form.addEventListener("submit", () => localStorage.setItem("br-rubric", rubric.value));
 });
