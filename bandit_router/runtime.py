@@ -7,6 +7,7 @@ whole (never mutate), so a request sees one consistent snapshot without taking a
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from sqlalchemy import Engine
@@ -15,7 +16,7 @@ from sqlalchemy.engine import make_url
 from bandit_router.api.metrics import instrument_jobs
 from bandit_router.config import ConfigError, Settings
 from bandit_router.embed.service import EmbeddingService, TextEncoder
-from bandit_router.jobs.lock import SchedulerOwnership
+from bandit_router.jobs.ownership import SchedulerOwnership
 from bandit_router.jobs.runner import JOBS, JobRunner
 from bandit_router.policy.decide import Policy
 from bandit_router.policy.pool import ModelSpec, ModelSpecIn, PoolFileError, load_pool_file
@@ -75,7 +76,7 @@ class Runtime:
         jobs = instrument_jobs(JOBS)
         self.runner = JobRunner(self.engine, settings, jobs=jobs, on_success=self.refresh)
         run_scheduler = settings.scheduler_enabled if scheduler is None else scheduler
-        # Every process may ask; one per database gets it (see jobs/lock.py).
+        # Every process may ask; one per database gets it (see jobs/ownership.py).
         self.scheduling = (
             SchedulerOwnership(self.runner, self.engine, settings) if run_scheduler else None
         )
@@ -143,3 +144,24 @@ def checked_pool_file(settings: Settings) -> list[ModelSpecIn]:
         if problem:
             raise ConfigError(f"pool file {settings.pool_file}, model {spec.name}: {problem}")
     return specs
+
+
+def run_worker(settings: Settings, stop: threading.Event) -> None:
+    """`bandit-router worker`: the jobs and their schedule, no HTTP and no encoder (learning reads
+    stored embeddings). Contends for the same lock as `serve`, so a stray second worker, or API
+    replicas left with the scheduler enabled, still make exactly one scheduler."""
+    engine = make_engine(
+        settings.database_url, connect_timeout=settings.database_connect_timeout_seconds
+    )
+    prepare_database(engine, settings)
+    runner = JobRunner(engine, settings)
+    ownership = SchedulerOwnership(runner, engine, settings)
+    if not ownership.owner:
+        log.info("another process owns the scheduler; standing by to take over")
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        ownership.close()
+        runner.close()
+        engine.dispose()

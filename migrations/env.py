@@ -5,7 +5,6 @@ from __future__ import annotations
 from alembic import context
 
 from bandit_router.config import get_settings
-from bandit_router.store import keys as _keys  # noqa: F401 - its tables join Base.metadata
 from bandit_router.store.db import make_engine
 from bandit_router.store.models import Base
 

@@ -170,7 +170,7 @@ def make_client(settings: Settings, runtime):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def make_key(runtime):  # type: ignore[no-untyped-def]
     """Create an API key in the test's database and return it: make_key("admin")."""
-    from bandit_router.store import keys
+    from bandit_router.store import api_keys as keys
 
     def make(role: str, name: str | None = None) -> str:
         with runtime.engine.begin() as conn:

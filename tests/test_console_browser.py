@@ -16,7 +16,7 @@ import httpx
 import pytest
 from served import cli, serving
 
-from bandit_router.console import demo
+from bandit_router.cli import demo
 from bandit_router.store.db import make_engine
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -13,7 +13,7 @@ from bandit_router.policy.learner import QualityModel
 from bandit_router.policy.pool import ModelSpec
 from bandit_router.routing import exploration_config, plan_decision
 from bandit_router.runtime import prepare_database
-from bandit_router.store import keys as edge_store
+from bandit_router.store import proxy_log
 from bandit_router.store import repository as repo
 from bandit_router.store.db import make_engine
 from bandit_router.store.rows import feedback_row
@@ -70,9 +70,9 @@ def test_a_fallback_is_the_model_the_feedback_rates(engine, settings: Settings) 
     log_decision(engine, settings, "d3")
     with engine.begin() as conn:
         answer = {"decision_id": "d2", "served_model": "backup", "status": 200}
-        edge_store.record_answer(conn, answer | {"attempts": [], "output_tokens": 12})
+        proxy_log.record_answer(conn, answer | {"attempts": [], "output_tokens": 12})
         none = {"decision_id": "d3", "served_model": None, "status": 502, "attempts": []}
-        edge_store.record_answer(conn, none)
+        proxy_log.record_answer(conn, none)
     feedback(engine, "d2", "rating", 5, 1.0, "a", output_tokens=500)
     feedback(engine, "d3", "thumbs", "down", 0.0, "a")
     events = {e.decision_id: e for page in read_events(engine, settings) for e in page}

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, text
 from bandit_router.bench.load import Service, descendants
 from bandit_router.cli import main
 from bandit_router.config import Settings, load_settings
-from bandit_router.jobs.lock import SchedulerOwnership
+from bandit_router.jobs.ownership import SchedulerOwnership
 from bandit_router.jobs.runner import JobRunner
 from bandit_router.runtime import Runtime
 from bandit_router.store.db import make_engine

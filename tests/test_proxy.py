@@ -25,7 +25,7 @@ from bandit_router.api.proxy import (
 from bandit_router.config import load_settings
 from bandit_router.policy.decide import Choice
 from bandit_router.policy.pool import ModelSpec
-from bandit_router.store.keys import served_by
+from bandit_router.store.proxy_log import served_by
 
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 CHAT = {"model": "router", "messages": [{"role": "user", "content": "Write a haiku about rain."}]}

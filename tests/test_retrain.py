@@ -17,7 +17,7 @@ from bandit_router.jobs.retrain import run_retrain
 from bandit_router.jobs.update import run_update
 from bandit_router.policy.learner import QualityModel
 from bandit_router.runtime import Runtime
-from bandit_router.store import keys as edge_store
+from bandit_router.store import proxy_log
 from bandit_router.store import repository as repo
 from bandit_router.store.db import make_engine
 
@@ -157,7 +157,7 @@ def test_answer_length_reaches_the_bias_model(service) -> None:  # type: ignore[
             answer = {"decision_id": did, "served_model": model, "status": 200}
             answer |= {"attempts": [{"model": model, "status": 200}], "output_tokens": tokens}
             with rt.engine.begin() as conn:
-                edge_store.record_answer(conn, answer)
+                proxy_log.record_answer(conn, answer)
         assert client.post("/v1/feedback", json=fb).status_code == 201
     grade_pending_audits(client)
 

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, inspect, update
 from sqlalchemy.exc import IntegrityError
 
 from bandit_router.config import Settings
-from bandit_router.store import keys as edge_store
+from bandit_router.store import proxy_log
 from bandit_router.store import repository as repo
 from bandit_router.store.db import WalCheckpointer, make_engine, migrate, schema_is_current
 from bandit_router.store.models import PolicyVersion, utcnow
@@ -118,16 +118,16 @@ def test_the_serving_engine_checkpoints_from_its_own_thread(tmp_path: Path) -> N
 def test_proxy_answer_lookups_span_several_in_lists(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(edge_store, "_CHUNK", 2)  # 5 ids: three IN lists
+    monkeypatch.setattr(proxy_log, "_CHUNK", 2)  # 5 ids: three IN lists
     engine = make_engine(settings.database_url)
     rows = [_decision(i) for i in range(5)]
     with engine.begin() as conn:
         repo.insert_decisions(conn, rows)
         for i, row in enumerate(rows[:4]):
             answer = {"decision_id": row["id"], "served_model": f"m{i}", "status": 200}
-            edge_store.record_answer(conn, {**answer, "attempts": [], "output_tokens": i or None})
+            proxy_log.record_answer(conn, {**answer, "attempts": [], "output_tokens": i or None})
     ids = [r["id"] for r in rows]
     with engine.connect() as conn:
-        assert edge_store.served_by(conn, ids) == {ids[i]: f"m{i}" for i in range(4)}
-        assert edge_store.output_tokens(conn, ids) == {ids[i]: i for i in (1, 2, 3)}
+        assert proxy_log.served_by(conn, ids) == {ids[i]: f"m{i}" for i in range(4)}
+        assert proxy_log.output_tokens(conn, ids) == {ids[i]: i for i in (1, 2, 3)}
     engine.dispose()

@@ -16,7 +16,7 @@ from bandit_router.api.schemas import AnyFeedback, FeedbackRequest, FeedbackResp
 from bandit_router.api.strict_json import StrictJSONRoute
 from bandit_router.jobs.rewards import to_reward
 from bandit_router.runtime import Runtime
-from bandit_router.store import keys as edge_store
+from bandit_router.store import proxy_log
 from bandit_router.store import repository as repo
 from bandit_router.store.rows import feedback_row
 
@@ -66,7 +66,7 @@ def _decision_and_answerer(conn: Connection, decision_id: str) -> dict[str, Any]
     decision = repo.get_decision(conn, decision_id)
     if decision is None:
         return None
-    answer = edge_store.get_answer(conn, decision_id) or {}
+    answer = proxy_log.get_answer(conn, decision_id) or {}
     return {"own_model": answer.get("served_model") or decision["chosen_model"]}
 
 

@@ -40,7 +40,7 @@ from bandit_router.policy.decide import Choice
 from bandit_router.policy.pool import ModelSpec
 from bandit_router.pool_checks import key_env_refused
 from bandit_router.runtime import Runtime
-from bandit_router.store import keys as edge_store
+from bandit_router.store import proxy_log
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["proxy"], route_class=StrictJSONRoute)
@@ -210,7 +210,7 @@ async def record_answer(
         "output_tokens": output_tokens,
     }
     try:
-        await rt.writer.write(lambda conn: edge_store.record_answer(conn, row))
+        await rt.writer.write(lambda conn: proxy_log.record_answer(conn, row))
     except Exception as exc:  # the upstream answer is already paid for: never lose it over this
         log.warning("could not record which model answered: %s", exc)
 
@@ -291,7 +291,7 @@ def relay(
             tokens, text = length.tokens(), length.text()
 
             def write(conn: Connection) -> None:
-                edge_store.set_output_tokens(conn, decision_id, tokens)
+                proxy_log.set_output_tokens(conn, decision_id, tokens)
                 if text is not None:
                     service.store_answer(conn, decision_id, text, rt.settings)
 
@@ -422,7 +422,7 @@ async def _decision_for(
                 route_req,
                 candidates,
                 endpoint="proxy",
-                record=lambda conn, decision_id: edge_store.record_request(
+                record=lambda conn, decision_id: proxy_log.record_request(
                     conn, call.row(decision_id)
                 ),
             )

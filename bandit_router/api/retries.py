@@ -23,7 +23,7 @@ from sqlalchemy import Connection
 from bandit_router.api.errors import excerpt
 from bandit_router.api.routing import Routed
 from bandit_router.policy.decide import Choice
-from bandit_router.store import keys as edge_store
+from bandit_router.store import proxy_log
 from bandit_router.store import repository as repo
 from bandit_router.store.models import utcnow
 
@@ -72,11 +72,11 @@ def proxy_call(caller: str, key: str | None, body: Any, retry_count: str | None)
 def earlier_decision(conn: Connection, call: ProxyCall) -> dict[str, Any] | None:
     """The logged decision this call repeats, if any. Raises KeyReused."""
     if call.key is not None:
-        found = edge_store.request_by_key(conn, call.caller, call.key)
+        found = proxy_log.request_by_key(conn, call.caller, call.key)
         if found is not None and found["body_hash"] != call.body_hash:
             raise KeyReused(call.key)
     elif call.retried:
-        found = edge_store.request_by_body(
+        found = proxy_log.request_by_body(
             conn, call.caller, call.body_hash, utcnow() - RETRY_WINDOW
         )
     else:

@@ -30,7 +30,7 @@ from bandit_router.policy.decide import Choice
 from bandit_router.policy.pool import ModelSpec
 from bandit_router.routing import plan_decision
 from bandit_router.runtime import Runtime
-from bandit_router.store import keys as edge_store
+from bandit_router.store import proxy_log
 from bandit_router.store import repository as repo
 
 router = APIRouter(tags=["routing"], route_class=StrictJSONRoute)
@@ -197,5 +197,5 @@ def decision_view(conn: Connection, decision_id: str) -> dict[str, Any]:
         raise HTTPException(404, f"decision {excerpt(decision_id, 64)} does not exist")
     row.pop("embedding")
     row["feedback"] = repo.list_feedback(conn, decision_id)
-    row["proxy"] = edge_store.get_answer(conn, decision_id)  # who answered, if it was proxied
+    row["proxy"] = proxy_log.get_answer(conn, decision_id)  # who answered, if it was proxied
     return row

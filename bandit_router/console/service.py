@@ -21,7 +21,7 @@ from bandit_router.audit import service as audit_service
 from bandit_router.console import charts
 from bandit_router.runtime import Runtime
 from bandit_router.store import aggregates as agg
-from bandit_router.store import keys as key_store
+from bandit_router.store import proxy_log
 from bandit_router.store import repository as repo
 
 # window name -> (length, bucket size), both in seconds: ~24-30 points per chart.
@@ -292,7 +292,7 @@ def decision(rt: Runtime, decision_id: str) -> dict[str, Any] | None:
         feedback = repo.list_feedback(conn, decision_id)
         audit = repo.get_audit(conn, decision_id)
         grades = agg.grades_of(conn, decision_id)
-        proxied = key_store.get_answer(conn, decision_id)
+        proxied = proxy_log.get_answer(conn, decision_id)
     row.pop("embedding", None)
     return {
         "decision": row,

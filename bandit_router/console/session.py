@@ -21,7 +21,7 @@ from fastapi import Request
 
 from bandit_router.api.auth import KeyCache, KeyInfo, auth_enforced
 from bandit_router.config import Settings
-from bandit_router.store.keys import hash_key
+from bandit_router.store.api_keys import hash_key
 
 COOKIE = "br_console"
 # With auth off (no key exists) the API is open, and so is the console, as an admin.

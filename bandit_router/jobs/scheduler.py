@@ -17,7 +17,7 @@ def start_scheduler(
     runner: JobRunner, settings: Settings, guard: Callable[[], bool] | None = None
 ) -> BackgroundScheduler:
     """`guard` is asked right before each run: a process that has just lost scheduler ownership
-    (see jobs/lock.py) must not fire one more run in parallel with the new owner."""
+    (see jobs/ownership.py) must not fire one more run in parallel with the new owner."""
     sched = BackgroundScheduler(daemon=True)
     for kind, interval_field in SCHEDULE.items():
         sched.add_job(

@@ -249,3 +249,62 @@ class DailyAggregate(Base):
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)  # expected cost of the choices
     audits: Mapped[int] = mapped_column(Integer, default=0)  # graded audits
     gold_sum: Mapped[float] = mapped_column(Float, default=0.0)  # mean grade = sum / audits
+
+
+class ApiKey(Base):
+    """A caller's key. The key itself is shown once at creation and never stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    prefix: Mapped[str] = mapped_column(String(20))  # "brk_" + 8 hex: safe to show and to log
+    key_hash: Mapped[str] = mapped_column(String(64))  # sha256 hex of the whole key
+    role: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str | None] = mapped_column(String(200), default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+    __table_args__ = (
+        UniqueConstraint("prefix", name="uq_api_keys_prefix"),
+        UniqueConstraint("key_hash", name="uq_api_keys_key_hash"),
+    )
+
+
+class ProxyAnswer(Base):
+    """Which model actually answered a proxied decision, and what failed before it.
+
+    A table of its own rather than a decisions column: the decision row is the policy's log (what
+    it chose, with which probability) and stays as written; a fallback is a fact of the proxy."""
+
+    __tablename__ = "proxy_answers"
+
+    decision_id: Mapped[str] = mapped_column(
+        ForeignKey("decisions.id", ondelete="CASCADE"), primary_key=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    served_model: Mapped[str | None] = mapped_column(String(200), default=None)  # None: none did
+    status: Mapped[int] = mapped_column(Integer)  # the HTTP status the caller got
+    attempts: Mapped[list[Any]] = mapped_column(JSON)  # [{"model", "status"?, "error"?}, ...]
+    # The answer's length (usage.completion_tokens, else characters / chars_per_token): what a
+    # judge's verbosity bias keys on. A stream's is set when it ends; None if it broke off.
+    output_tokens: Mapped[int | None] = mapped_column(Integer, default=None)
+
+
+class ProxyRequest(Base):
+    """A proxied request's identity, so that a retry of it reuses its decision: the caller's
+    Idempotency-Key, or (for clients that retry without one, like OpenAI's SDKs) its body."""
+
+    __tablename__ = "proxy_requests"
+
+    decision_id: Mapped[str] = mapped_column(
+        ForeignKey("decisions.id", ondelete="CASCADE"), primary_key=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    caller: Mapped[str] = mapped_column(String(20))  # the API key's prefix; "" with auth off
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    body_hash: Mapped[str] = mapped_column(String(64))  # SHA-256 of the canonical JSON body
+
+    __table_args__ = (
+        UniqueConstraint("caller", "idempotency_key", name="uq_proxy_requests_key"),
+        Index("ix_proxy_requests_body", "caller", "body_hash", "created_at"),
+    )

@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from bandit_router.store.keys import ProxyAnswer, ProxyRequest
 from bandit_router.store.models import (
     Audit,
     AuditGrade,
@@ -22,6 +21,8 @@ from bandit_router.store.models import (
     LLMModel,
     OfflineGold,
     PolicyVersion,
+    ProxyAnswer,
+    ProxyRequest,
     utcnow,
 )
 

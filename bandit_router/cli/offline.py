@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bandit_router.cli import bench_group
+from bandit_router.cli.common import bench_group
 from bandit_router.config import Settings, UserError
 
 

@@ -10,11 +10,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from bandit_router.cli.common import Handler
 from bandit_router.config import ConfigError, Settings, UserError, load_settings
 from bandit_router.policy.pool import PoolFileError
-
-Handler = Callable[[argparse.Namespace, Settings], int]
-
 
 SQLITE_ONE_PROCESS = (
     "--workers > 1 needs PostgreSQL (BANDIT_ROUTER_DATABASE_URL=postgresql://...): SQLite lets one "
@@ -86,7 +84,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     import signal
     import threading
 
-    from bandit_router.jobs.lock import run_worker
+    from bandit_router.runtime import run_worker
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -241,20 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def bench_group(sub: Any) -> Any:
-    """The `bench` sub-command group, for domains that add their own benchmarks to it."""
-    bench = sub.choices["bench"]
-    return next(a for a in bench._actions if isinstance(a, argparse._SubParsersAction))
-
-
 def _extensions() -> list[Callable[[Any], None]]:
-    """Sub-commands that live with their domain: offline data and training, audits, operations."""
-    from bandit_router.api.commands import register as api_commands
-    from bandit_router.audit.commands import register as audit_commands
-    from bandit_router.console.demo import register as demo_commands
-    from bandit_router.offline.commands import register as offline_commands
+    """Sub-commands kept in their own modules: offline data and training, bias, keys, demo."""
+    from bandit_router.cli import bias, demo, keys, offline
 
-    return [offline_commands, audit_commands, api_commands, demo_commands]
+    return [offline.register, bias.register, keys.register, demo.register]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -277,7 +266,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
         print(f"bandit-router: {exc.strerror or exc}: {exc.filename}", file=sys.stderr)
     return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""CLI sub-commands of this domain (registered by bandit_router.cli): `keys create|list|revoke`."""
+"""`bandit-router keys create|list|revoke`: API keys, straight in the store."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
 
 from bandit_router.config import Settings, UserError
-from bandit_router.store import keys as store
+from bandit_router.store import api_keys as store
 from bandit_router.store.db import make_engine, migrate, schema_is_current
 
 

@@ -1,4 +1,4 @@
-"""CLI sub-commands of the audit domain: `bench bias` (bias-corrected preference feedback)."""
+"""`bandit-router bench bias`: the bias-corrected preference feedback benchmark."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bandit_router.cli import bench_group
+from bandit_router.cli.common import bench_group
 from bandit_router.config import Settings, UserError
 
 

@@ -227,27 +227,3 @@ class SchedulerOwnership:
             self._stop_scheduler()
             self._lock.release()
         self._thread.join(timeout=5)
-
-
-def run_worker(settings: Settings, stop: threading.Event) -> None:
-    """`bandit-router worker`: the jobs and their schedule, no HTTP and no encoder (learning reads
-    stored embeddings). Contends for the same lock as `serve`, so a stray second worker, or API
-    replicas left with the scheduler enabled, still make exactly one scheduler."""
-    from bandit_router.runtime import prepare_database  # runtime imports this module
-    from bandit_router.store.db import make_engine
-
-    engine = make_engine(
-        settings.database_url, connect_timeout=settings.database_connect_timeout_seconds
-    )
-    prepare_database(engine, settings)
-    runner = JobRunner(engine, settings)
-    ownership = SchedulerOwnership(runner, engine, settings)
-    if not ownership.owner:
-        log.info("another process owns the scheduler; standing by to take over")
-    try:
-        while not stop.wait(1.0):
-            pass
-    finally:
-        ownership.close()
-        runner.close()
-        engine.dispose()
