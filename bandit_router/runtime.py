@@ -13,16 +13,15 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from bandit_router.api.metrics import instrument_jobs
 from bandit_router.config import ConfigError, Settings
 from bandit_router.embed.service import EmbeddingService, TextEncoder
 from bandit_router.jobs.ownership import SchedulerOwnership
 from bandit_router.jobs.runner import JOBS, JobRunner
 from bandit_router.policy.decide import Policy
 from bandit_router.policy.pool import ModelSpec, ModelSpecIn, PoolFileError, load_pool_file
-from bandit_router.policy.service import ensure_active_policy, load_policy
-from bandit_router.pool_checks import key_env_refused, model_warnings, numbers_problem
 from bandit_router.routing import exploration_config
+from bandit_router.services.policies import ensure_active_policy, load_policy
+from bandit_router.services.pool import key_env_refused, model_warnings, numbers_problem
 from bandit_router.store import repository as repo
 from bandit_router.store.db import (
     WalCheckpointer,
@@ -32,6 +31,7 @@ from bandit_router.store.db import (
     schema_is_current,
 )
 from bandit_router.store.writer import GroupCommitWriter
+from bandit_router.telemetry import instrument_jobs
 
 log = logging.getLogger(__name__)
 

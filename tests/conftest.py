@@ -22,7 +22,7 @@ SHARED_DATA = Path(
     )
 )
 
-SECRET_ENV = "BANDIT_ROUTER_UPSTREAM_KEY_TEST"  # allowed by its prefix (pool_checks.py)
+SECRET_ENV = "BANDIT_ROUTER_UPSTREAM_KEY_TEST"  # allowed by its prefix (services/pool.py)
 POOL_YAML = """
 models:
   - {name: strong, input_price: 10.0, output_price: 30.0, expected_output_tokens: 300}

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bandit_router.audit import service
 from bandit_router.runtime import Runtime
+from bandit_router.services import audits as audit_service
 from bandit_router.store import repository as repo
 from bandit_router.store.rows import feedback_row
 
@@ -186,7 +186,7 @@ def test_intervals_cover_the_truth_on_seeded_stores(runtime) -> None:  # type: i
         start = BASE + timedelta(days=seed)
         with runtime.engine.begin() as conn:
             _fill(conn, np.random.default_rng(seed), start, 600)
-        report = service.report(runtime.engine, settings, start, start + timedelta(days=1))
+        report = audit_service.report(runtime.engine, settings, start, start + timedelta(days=1))
         assert report.decisions == 600 and report.reference == "strong"
         estimates = {
             "quality": report.overall.quality,

@@ -11,6 +11,7 @@ from bandit_router.api.app import create_app
 from bandit_router.audit.sampling import audit_probability, selected_for_audit
 from bandit_router.config import Settings
 from bandit_router.runtime import Runtime
+from bandit_router.services import audits as audit_service
 
 
 @pytest.fixture
@@ -229,7 +230,6 @@ def test_the_proxy_keeps_the_answer_it_relayed(client, runtime, wire) -> None:  
 def test_kept_text_expires_after_audit_text_days(audited) -> None:  # type: ignore[no-untyped-def]
     from datetime import timedelta
 
-    from bandit_router.audit import service
     from bandit_router.store.models import utcnow
 
     client, rt = audited
@@ -237,7 +237,7 @@ def test_kept_text_expires_after_audit_text_days(audited) -> None:  # type: igno
     assert rt.runner.run("audits")["result"]["texts_purged"] == 0
     assert _text(rt, did) is not None
     later = utcnow() + timedelta(days=rt.settings.audit_text_days, seconds=1)
-    assert service.purge_texts(rt.engine, rt.settings, now=later) == 1
+    assert audit_service.purge_texts(rt.engine, rt.settings, now=later) == 1
     assert _text(rt, did) is None
     assert client.get("/v1/audits/pending").json()[0]["prompt"] is None  # still gradable
 

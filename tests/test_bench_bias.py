@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bandit_router.audit.simulate import (
+from bandit_router.bench.judges import (
     DEFAULT_JUDGE,
     MEASURED_JUDGES,
     MEASURED_LENGTH_SLOPE,

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from bandit_router.config import Settings
-from bandit_router.embed.encoder import Encoder, bundled_model_path, load_encoder
+from bandit_router.embed.encoder import Encoder, load_encoder
+from bandit_router.embed.model_files import bundled_model_path
 from bandit_router.embed.onnx import OnnxEncoder, ensure_onnx
 from tests.topics import prompts
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from topics import prompts
 
-from bandit_router.policy.service import load_policy
+from bandit_router.services.policies import load_policy
 
 # The truth the simulated users report: 'strong' is good at maths, 'cheap' at poetry.
 GOOD = {"math": "strong", "poetry": "cheap"}

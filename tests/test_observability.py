@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bandit_router.api import metrics
+from bandit_router import telemetry as metrics
 from bandit_router.api.logging import JsonFormatter
 
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -82,7 +82,7 @@ def test_job_and_audit_hooks() -> None:
 
 WORKER = """
 import sys
-from bandit_router.api import metrics
+from bandit_router import telemetry as metrics
 metrics.record_decision("m1")
 metrics.observe_request("/v1/route", "POST", 200, 0.01)
 metrics.set_policy_version(int(sys.argv[1]))
@@ -90,7 +90,7 @@ metrics.set_policy_version(int(sys.argv[1]))
 
 PARENT = """
 import subprocess, sys
-from bandit_router.api import metrics
+from bandit_router import telemetry as metrics
 metrics.prepare_multiprocess(sys.argv[1])
 for version in ("3", "4"):  # two workers, one after the other
     subprocess.run([sys.executable, "-c", sys.argv[2], version], check=True)

@@ -20,10 +20,10 @@ from sqlalchemy import Engine
 from bandit_router.config import EXAMPLE_POOL, Settings, load_settings
 from bandit_router.jobs.retrain import base_policy
 from bandit_router.offline import starter
-from bandit_router.offline.warm_start import publish_warm_start
 from bandit_router.policy.pool import load_pool_file
-from bandit_router.policy.service import load_policy
 from bandit_router.runtime import prepare_database
+from bandit_router.services.policies import load_policy
+from bandit_router.services.warm_start import publish_warm_start
 from bandit_router.store import repository as repo
 from bandit_router.store.db import make_engine
 
@@ -130,7 +130,7 @@ def test_the_starter_ranks_the_pool_on_held_out_mmlu_pro(encoder) -> None:  # ty
     folder = SHARED_DATA / "mmlu_pro"
     if not folder.is_dir():
         pytest.skip(f"shared data not available at {folder}")
-    from bandit_router.offline.starter_build import mmlu_pro_gold, pool_sources
+    from bandit_router.bench.starter_build import mmlu_pro_gold, pool_sources
     from bandit_router.policy.learner import QualityModel
     from bandit_router.policy.pool import ModelSpec
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from sqlalchemy.exc import IntegrityError
 
-from bandit_router.api import metrics
+from bandit_router import telemetry as metrics
 from bandit_router.api.audits import http_error
 from bandit_router.api.deps import get_runtime, get_settings
 from bandit_router.api.errors import ErrorBody, excerpt
@@ -21,13 +21,13 @@ from bandit_router.api.schemas import (
     TimeIn,
 )
 from bandit_router.api.strict_json import StrictJSONRoute
-from bandit_router.audit import service
 from bandit_router.audit.report import Report
 from bandit_router.config import Settings
 from bandit_router.jobs.runner import JOBS
 from bandit_router.policy.pool import ModelSpec
-from bandit_router.pool_checks import key_env_refused, model_warnings
 from bandit_router.runtime import Runtime
+from bandit_router.services import audits as audit_service
+from bandit_router.services.pool import key_env_refused, model_warnings
 from bandit_router.store import repository as repo
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=StrictJSONRoute)
@@ -231,8 +231,8 @@ def report(
     saving against `reference` and the quality retained against it; graders' agreement.
     Computed on demand and reused for REPORT_CACHE_SECONDS. Times are RFC 3339."""
     try:
-        out = service.report(rt.engine, rt.settings, since, until, reference)
-    except service.AuditError as exc:
+        out = audit_service.report(rt.engine, rt.settings, since, until, reference)
+    except audit_service.AuditError as exc:
         raise http_error(exc) from None
     if since is None and until is None and reference is None:
         metrics.set_report(out)

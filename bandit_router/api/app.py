@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from sqlalchemy import text
 
-from bandit_router import __version__, console
+from bandit_router import __version__
 from bandit_router.api import (
     admin,
     audits,
@@ -28,6 +28,7 @@ from bandit_router.api import (
 from bandit_router.api.logging import ObserveMiddleware, configure_logging
 from bandit_router.api.schemas import Health
 from bandit_router.config import Settings, load_settings
+from bandit_router.console import pages as console_pages
 from bandit_router.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(proxy.router)
     app.include_router(audits.router)
-    console.install(app)
+    console_pages.install(app)
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"], response_model=Health)
     app.add_api_route("/metrics", metrics.endpoint, methods=["GET"], include_in_schema=False)
     # Added innermost first: observe (latency, access log) -> auth -> rate/body limits -> routes.

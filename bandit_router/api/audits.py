@@ -7,14 +7,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bandit_router.api import metrics
+from bandit_router import telemetry as metrics
 from bandit_router.api.auth import request_key
 from bandit_router.api.deps import get_runtime
 from bandit_router.api.errors import storing
 from bandit_router.api.schemas import Flag, Integer, Number, Timestamp
 from bandit_router.api.strict_json import StrictJSONRoute
-from bandit_router.audit import service
 from bandit_router.runtime import Runtime
+from bandit_router.services import audits as audit_service
 
 router = APIRouter(prefix="/v1/audits", tags=["audits"], route_class=StrictJSONRoute)
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
@@ -58,9 +58,9 @@ class GradeRequest(BaseModel):
             raise ValueError("give exactly one of 'score' (in [0, 1]) or 'pass' (true/false)")
         return self
 
-    def grade(self) -> service.Grade:
+    def grade(self) -> audit_service.Grade:
         score = float(self.score) if self.score is not None else float(bool(self.passed))
-        return service.Grade(self.decision_id, score, self.rubric, self.comment)
+        return audit_service.Grade(self.decision_id, score, self.rubric, self.comment)
 
 
 class AuditItem(BaseModel):
@@ -88,24 +88,24 @@ class GradeOut(BaseModel):
     round: Literal[1, 2]
 
 
-STATUS = {service.NotFound: 404, service.Conflict: 409, service.Invalid: 422}
+STATUS = {audit_service.NotFound: 404, audit_service.Conflict: 409, audit_service.Invalid: 422}
 
 
-def http_error(exc: service.AuditError) -> HTTPException:
+def http_error(exc: audit_service.AuditError) -> HTTPException:
     """The service's refusal as the HTTP answer that says the same."""
     return HTTPException(STATUS.get(type(exc), 409), str(exc))
 
 
-def grader_of(request: Request, name: str) -> service.Grader:
+def grader_of(request: Request, name: str) -> audit_service.Grader:
     key = request_key(request.scope)
-    return service.Grader.of(name, key.prefix if key else None)
+    return audit_service.Grader.of(name, key.prefix if key else None)
 
 
 @router.get("/pending", response_model=list[AuditItem])
 def pending(
     rt: RuntimeDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
 ) -> list[dict[str, Any]]:
-    return service.pending(rt.engine, limit)
+    return audit_service.pending(rt.engine, limit)
 
 
 @router.post("/claim", response_model=list[AuditItem])
@@ -113,7 +113,9 @@ def claim(req: ClaimRequest, request: Request, rt: RuntimeDep) -> list[dict[str,
     """Claim up to `limit` audits; concurrent graders never receive the same item. A claim
     expires after AUDIT_CLAIM_SECONDS so abandoned work returns to the queue. With keys, the
     claim belongs to the API key: only it may grade the item while the claim lasts."""
-    items = service.claim(rt.engine, rt.settings, grader_of(request, req.grader_id), req.limit)
+    items = audit_service.claim(
+        rt.engine, rt.settings, grader_of(request, req.grader_id), req.limit
+    )
     for _ in items:
         metrics.record_audit("claimed")
     return items
@@ -132,8 +134,10 @@ def claim(req: ClaimRequest, request: Request, rt: RuntimeDep) -> list[dict[str,
 )
 def grade(req: GradeRequest, request: Request, response: Response, rt: RuntimeDep) -> GradeOut:
     try:
-        out = service.grade(rt.engine, rt.settings, grader_of(request, req.grader_id), req.grade())
-    except service.AuditError as exc:
+        out = audit_service.grade(
+            rt.engine, rt.settings, grader_of(request, req.grader_id), req.grade()
+        )
+    except audit_service.AuditError as exc:
         raise http_error(exc) from None
     if out.status == "duplicate":
         response.status_code = 200

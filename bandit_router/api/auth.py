@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Engine, inspect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bandit_router.api import metrics
+from bandit_router import telemetry as metrics
 from bandit_router.api.errors import error_response
 from bandit_router.api.logging import bind_key
 from bandit_router.api.openapi import is_open

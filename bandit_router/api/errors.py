@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
 
-from bandit_router.api import metrics
+from bandit_router import telemetry as metrics
 from bandit_router.embed.service import EncoderOverloaded
 
 log = logging.getLogger(__name__)

@@ -9,12 +9,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Response
 from sqlalchemy import Connection
 
-from bandit_router.api import metrics
+from bandit_router import telemetry as metrics
 from bandit_router.api.deps import get_runtime
 from bandit_router.api.errors import ErrorBody, excerpt
 from bandit_router.api.schemas import AnyFeedback, FeedbackRequest, FeedbackResponse
 from bandit_router.api.strict_json import StrictJSONRoute
-from bandit_router.jobs.rewards import to_reward
+from bandit_router.policy.rewards import to_reward
 from bandit_router.runtime import Runtime
 from bandit_router.store import proxy_log
 from bandit_router.store import repository as repo

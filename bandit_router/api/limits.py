@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bandit_router.api import metrics
+from bandit_router import telemetry as metrics
 from bandit_router.api.auth import request_key
 from bandit_router.api.errors import error_response
 from bandit_router.config import Settings

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bandit_router.api import metrics
+from bandit_router import telemetry as metrics
 
 access_log = logging.getLogger("bandit_router.access")
 

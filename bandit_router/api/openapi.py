@@ -180,7 +180,7 @@ def _links(schema: dict[str, Any]) -> None:
 
 
 def _key_env_rule(found: dict[str, Any], settings: Settings) -> None:
-    """api_key_env: a BANDIT_ROUTER_UPSTREAM_KEY_* name or one listed at start (pool_checks)."""
+    """api_key_env: a BANDIT_ROUTER_UPSTREAM_KEY_* name or one listed (services/pool.py)."""
     listed = "".join(f"|{name}" for name in sorted(settings.upstream_key_envs))
     pattern = f"^({UPSTREAM_KEY_PREFIX}[A-Za-z0-9_]+{listed})$"
     for model in ("ModelIn", "ModelPatch"):

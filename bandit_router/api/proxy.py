@@ -19,7 +19,7 @@ from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from bandit_router.api import metrics
+from bandit_router import telemetry as metrics
 from bandit_router.api.auth import request_key
 from bandit_router.api.deps import get_runtime
 from bandit_router.api.errors import ErrorBody
@@ -34,12 +34,12 @@ from bandit_router.api.retries import (
 from bandit_router.api.routing import Routed, route_request, select_candidates
 from bandit_router.api.schemas import ChatRequest
 from bandit_router.api.strict_json import StrictJSONRoute
-from bandit_router.audit import service
 from bandit_router.config import Settings
 from bandit_router.policy.decide import Choice
 from bandit_router.policy.pool import ModelSpec
-from bandit_router.pool_checks import key_env_refused
 from bandit_router.runtime import Runtime
+from bandit_router.services import audits as audit_service
+from bandit_router.services.pool import key_env_refused
 from bandit_router.store import proxy_log
 
 log = logging.getLogger(__name__)
@@ -282,7 +282,7 @@ def relay(
     decision_id = routed.decision_id
     headers = {DECISION_HEADER: decision_id, MODEL_HEADER: served}
     media_type = response.headers.get("content-type")
-    keep = response.is_success and service.keeps_text(routed.audited, rt.settings)
+    keep = response.is_success and audit_service.keeps_text(routed.audited, rt.settings)
     if stream:
 
         def record_end(length: StreamLength) -> None:
@@ -293,7 +293,7 @@ def relay(
             def write(conn: Connection) -> None:
                 proxy_log.set_output_tokens(conn, decision_id, tokens)
                 if text is not None:
-                    service.store_answer(conn, decision_id, text, rt.settings)
+                    audit_service.store_answer(conn, decision_id, text, rt.settings)
 
             rt.writer.submit(write)
 
@@ -318,11 +318,11 @@ async def keep_answer(rt: Runtime, routed: Routed, response: httpx.Response) -> 
     text = answer_text(response)
     if text is None or not response.is_success:
         return
-    if not service.keeps_text(routed.audited, rt.settings):
+    if not audit_service.keeps_text(routed.audited, rt.settings):
         return
     try:
         await rt.writer.write(
-            lambda conn: service.store_answer(conn, routed.decision_id, text, rt.settings)
+            lambda conn: audit_service.store_answer(conn, routed.decision_id, text, rt.settings)
         )
     except Exception as exc:  # the answer is paid for and the client waits: never fail it here
         log.warning("could not keep the audited answer: %s", exc)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Response
 from sqlalchemy import Connection
 
-from bandit_router.api import metrics
+from bandit_router import telemetry as metrics
 from bandit_router.api.audits import http_error
 from bandit_router.api.deps import get_runtime
 from bandit_router.api.errors import ErrorBody, excerpt, names_excerpt, storing
@@ -24,12 +24,12 @@ from bandit_router.api.schemas import (
     RouteResponse,
 )
 from bandit_router.api.strict_json import StrictJSONRoute
-from bandit_router.audit import service
 from bandit_router.embed.service import text_hash
 from bandit_router.policy.decide import Choice
 from bandit_router.policy.pool import ModelSpec
 from bandit_router.routing import plan_decision
 from bandit_router.runtime import Runtime
+from bandit_router.services import audits as audit_service
 from bandit_router.store import proxy_log
 from bandit_router.store import repository as repo
 
@@ -130,7 +130,7 @@ async def route_request(
     )
     choice, row, audited = planned.choice, planned.row, planned.audited
 
-    # Kept for the grader even with STORE_PROMPTS=false (audit/service.py says what is kept).
+    # Kept for the grader even with STORE_PROMPTS=false (services/audits.py says what is kept).
     audit_prompt = req.transcript() if audited else None
 
     def write(conn: Connection) -> None:
@@ -181,8 +181,8 @@ def attach_answer(
     decisions drawn for an audit (or any, with STORE_PROMPTS=true); deleted once graded or
     after AUDIT_TEXT_DAYS. 409, not 422: the body is fine, the decision's state refuses it."""
     try:
-        status = service.attach_answer(rt.engine, rt.settings, decision_id, body.answer)
-    except service.AuditError as exc:
+        status = audit_service.attach_answer(rt.engine, rt.settings, decision_id, body.answer)
+    except audit_service.AuditError as exc:
         raise http_error(exc) from None
     if status == "replaced":
         response.status_code = 200

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic.json_schema import JsonDict
 
-from bandit_router.pool_checks import MAX_OUTPUT_TOKENS, MAX_PRICE
+from bandit_router.services.pool import MAX_OUTPUT_TOKENS, MAX_PRICE
 
 # Text is blank when it holds only ASCII white space. Spelled out: what `\s` means differs
 # between regex engines (Python's, ECMAScript's, Rust's), and the schema must mean what we check.

@@ -55,7 +55,7 @@ __all__ = [
     "METHODS",
     "LabelCorrector",
     "LooRidge",
-    "QualityModel",
+    "RidgeQualityModel",
     "corrected_labels",
     "fit_quality",
     "reduce_dimension",
@@ -631,7 +631,7 @@ def corrected_labels(
 
 
 @dataclass
-class QualityModel:
+class RidgeQualityModel:
     """q̂_k(x) for every model: one ridge on [z, onehot(k), z ⊗ onehot(k)], z = PCA(x)."""
 
     n_models: int
@@ -660,7 +660,7 @@ def fit_quality(
     alphas: Sequence[float] = DEFAULT_ALPHAS,
     model_scales: Sequence[float] = DEFAULT_MODEL_SCALES,
     seed: int = 0,
-) -> QualityModel:
+) -> RidgeQualityModel:
     """Fit the evaluation quality model on the events with a finite label.
 
     One shared ridge rather than one per model: with a few audits per model, per-model fits are
@@ -677,4 +677,4 @@ def fit_quality(
     Z = design(z[keep], idx[keep], n_models, sparse=True)
     scales = block_scales(z.shape[1], n_models, model_scales)
     ridge = LooRidge(alphas, scales, one_se=False).fit(Z, lab[keep])
-    return QualityModel(n_models=n_models, pca=pca, ridge=ridge)
+    return RidgeQualityModel(n_models=n_models, pca=pca, ridge=ridge)

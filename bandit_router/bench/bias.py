@@ -1,7 +1,7 @@
 """`bandit-router bench bias`: does bias-corrected preference feedback route better, at equal
 audit cost, than preference alone, naive pooling, or the audits alone?
 
-The preference side is SIMULATED (audit/simulate.py: a JudgeBench-calibrated judge with a
+The preference side is SIMULATED (bench/judges.py: a JudgeBench-calibrated judge with a
 category-dependent accuracy, an AlpacaEval-calibrated verbosity bonus and a compressed scale);
 the gold side is the gold table's real scores. Per seed, on TRAIN prompts:
 
@@ -29,14 +29,6 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from bandit_router.audit.simulate import (
-    DEFAULT_JUDGE,
-    DEFAULT_SCALE,
-    PreferenceModel,
-    answer_log_lengths,
-    calibrate,
-    relative_log_length,
-)
 from bandit_router.audit.training import (
     CORRECTED_METHODS,
     METHODS,
@@ -45,9 +37,17 @@ from bandit_router.audit.training import (
     reduce_dimension,
 )
 from bandit_router.bench.data import BenchData, load_bench_data
+from bandit_router.bench.judges import (
+    DEFAULT_JUDGE,
+    DEFAULT_SCALE,
+    PreferenceModel,
+    answer_log_lengths,
+    calibrate,
+    relative_log_length,
+)
 from bandit_router.bench.latency import machine
 from bandit_router.config import Settings
-from bandit_router.offline import metrics as M
+from bandit_router.offline import scores as M
 
 log = logging.getLogger(__name__)
 

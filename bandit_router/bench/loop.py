@@ -13,7 +13,7 @@ cost for that query (the trade-off the router itself makes).
 Policies valued in one run: the cheapest and the best single model; the warm start, frozen; a
 full-information learner (the production learner from the warm start, fed every model's gold
 label on each streamed prompt: what the same learner could reach); and per simulated judge
-(noisy: thumbs with P(up) = σ(2.5·(gold − ½)); biased: audit/simulate.py's JudgeBench- and
+(noisy: thumbs with P(up) = σ(2.5·(gold − ½)); biased: bench/judges.py's JudgeBench- and
 AlpacaEval-calibrated judge; gold: the grade itself, the ceiling of any correction) the warm start
 learning the loop, the cold start learning the loop, and the warm start learning the judge's raw
 feedback with no audits. A last run adds a new model mid-stream that is the best for one category
@@ -36,13 +36,13 @@ import numpy as np
 import yaml
 from scipy.special import expit
 
-from bandit_router.audit.simulate import (
+from bandit_router.bench.data import BenchData, load_bench_data
+from bandit_router.bench.judges import (
     PreferenceModel,
     answer_log_lengths,
     calibrate,
     relative_log_length,
 )
-from bandit_router.bench.data import BenchData, load_bench_data
 from bandit_router.bench.latency import machine
 from bandit_router.bench.online import (
     Feedback,
@@ -56,11 +56,11 @@ from bandit_router.bench.online import (
 from bandit_router.bench.replay import battles_from_gold
 from bandit_router.config import Settings
 from bandit_router.offline.routers import BradleyTerryMFRouter, GoldRegressionRouter
-from bandit_router.offline.warm_start import publish_warm_start
 from bandit_router.policy.decide import Policy
 from bandit_router.policy.learner import QualityModel
 from bandit_router.policy.pool import ModelSpec
-from bandit_router.policy.service import load_policy
+from bandit_router.services.policies import load_policy
+from bandit_router.services.warm_start import publish_warm_start
 
 log = logging.getLogger(__name__)
 

@@ -22,13 +22,13 @@ from tqdm import tqdm
 
 from bandit_router.config import Settings
 from bandit_router.jobs.retrain import run_retrain
-from bandit_router.jobs.rewards import to_reward
 from bandit_router.jobs.update import run_update
 from bandit_router.policy.decide import Policy
 from bandit_router.policy.pool import ModelSpec
-from bandit_router.policy.service import load_policy
+from bandit_router.policy.rewards import to_reward
 from bandit_router.routing import exploration_config, plan_decision
 from bandit_router.runtime import prepare_database
+from bandit_router.services.policies import load_policy
 from bandit_router.store import repository as repo
 from bandit_router.store.db import make_engine
 from bandit_router.store.rows import feedback_row

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bandit_router.offline import metrics as M  # noqa: E402
+from bandit_router.offline import scores as M  # noqa: E402
 
 
 def quality_cost_plot(result: dict[str, Any], path: Path, title: str) -> None:

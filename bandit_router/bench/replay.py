@@ -23,9 +23,9 @@ from bandit_router.bench.data import BenchData, load_bench_data
 from bandit_router.bench.latency import machine
 from bandit_router.bench.online import Feedback, Stream, predict_matrix, run_stream, store_for
 from bandit_router.config import Settings
-from bandit_router.offline import metrics as M
+from bandit_router.offline import scores as M
 from bandit_router.offline.routers import BradleyTerryMFRouter, GoldRegressionRouter
-from bandit_router.offline.warm_start import publish_warm_start
+from bandit_router.services.warm_start import publish_warm_start
 
 log = logging.getLogger(__name__)
 

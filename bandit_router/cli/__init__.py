@@ -74,7 +74,7 @@ def _prepare_worker_metrics() -> None:
     import os
     import tempfile
 
-    from bandit_router.api.metrics import MULTIPROC_ENV, prepare_multiprocess
+    from bandit_router.telemetry import MULTIPROC_ENV, prepare_multiprocess
 
     directory = os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix="bandit-router-metrics-")
     prepare_multiprocess(directory)

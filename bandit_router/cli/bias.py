@@ -57,8 +57,8 @@ def cmd_bench_bias(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def register(sub: Any) -> None:
-    from bandit_router.audit.simulate import DEFAULT_JUDGE, DEFAULT_SCALE
     from bandit_router.bench.bias import BENCH_METHODS
+    from bandit_router.bench.judges import DEFAULT_JUDGE, DEFAULT_SCALE
 
     s = bench_group(sub).add_parser(
         "bias",

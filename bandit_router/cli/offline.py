@@ -56,8 +56,8 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_warm_start(args: argparse.Namespace, settings: Settings) -> int:
     from bandit_router.offline.formats import read_table
     from bandit_router.offline.routers import load_router
-    from bandit_router.offline.warm_start import publish_warm_start
     from bandit_router.runtime import prepare_database
+    from bandit_router.services.warm_start import publish_warm_start
     from bandit_router.store import repository as repo
     from bandit_router.store.db import make_engine
 
@@ -92,7 +92,7 @@ def cmd_warm_start(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_build_starter(args: argparse.Namespace, settings: Settings) -> int:
-    from bandit_router.offline.starter_build import build_starter
+    from bandit_router.bench.starter_build import build_starter
 
     shared = Path(args.shared_data) if args.shared_data else settings.shared_data
     command = f"bandit-router build-starter --shared-data {shared} --passes {args.passes}"

@@ -10,16 +10,17 @@ from importlib.resources import files
 from typing import Any
 from urllib.parse import parse_qs, quote
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from bandit_router.api.auth import KeyInfo
-from bandit_router.audit.service import Grader
 from bandit_router.console import service
-from bandit_router.console.session import COOKIE, console_key, login_key, same_origin
+from bandit_router.console.session import COOKIE, Signer, console_key, login_key, same_origin
 from bandit_router.runtime import Runtime
+from bandit_router.services.audits import Grader
 
 PREFIX = "/console"
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -294,3 +295,11 @@ async def grade(request: Request) -> Response:
         ),
         lambda _: f"graded {decision_id[:12]}",
     )
+
+
+def install(app: FastAPI) -> None:
+    """Mount the console's pages and its vendored assets (nothing is loaded from elsewhere)."""
+    app.state.console_signer = Signer.from_settings(app.state.settings)
+    static = StaticFiles(directory=str(files("bandit_router.console") / "static"))
+    app.mount(f"{PREFIX}/static", static, name="console-static")
+    app.include_router(router)

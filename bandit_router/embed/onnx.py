@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from bandit_router.embed.encoder import model_name, resolve_model_path
+from bandit_router.embed.model_files import model_name, offline_hub, resolve_model_path
 
 _SUB_BATCH = 32  # rows per ONNX run; bigger batches gain nothing on one core
 
@@ -64,6 +64,8 @@ def _check_mean_pooling(model_path: Path) -> None:
 
 def _export(model_path: Path, out: Path) -> None:
     import torch
+
+    offline_hub()
     from transformers import AutoModel
     from transformers.utils import logging as transformers_logging
 

@@ -19,7 +19,7 @@ import numpy as np
 from sqlalchemy import Engine
 
 from bandit_router.config import Settings
-from bandit_router.jobs.rewards import aggregate
+from bandit_router.policy.rewards import aggregate
 from bandit_router.store import repository as repo
 
 

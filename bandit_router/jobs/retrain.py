@@ -37,7 +37,7 @@ from bandit_router.jobs.labels import AUDIT_SAMPLE, Labeller, fit_labeller
 from bandit_router.jobs.update import teach
 from bandit_router.policy.learner import QualityModel
 from bandit_router.policy.regions import Tally
-from bandit_router.policy.service import publish_policy, tally_fields, tally_of
+from bandit_router.services.policies import publish_policy, tally_fields, tally_of
 from bandit_router.store import repository as repo
 from bandit_router.store.models import PolicyVersion, utcnow
 

@@ -12,11 +12,11 @@ from typing import Any
 
 from sqlalchemy import Engine, update
 
-from bandit_router.audit.service import run_upkeep
 from bandit_router.config import Settings
 from bandit_router.jobs.retention import run_retention
 from bandit_router.jobs.retrain import run_retrain
 from bandit_router.jobs.update import run_update
+from bandit_router.services.audits import run_upkeep
 from bandit_router.store import repository as repo
 from bandit_router.store.models import Job, utcnow
 

@@ -34,7 +34,7 @@ from bandit_router.jobs.events import LoggedEvent, read_events
 from bandit_router.jobs.labels import Labeller, fit_labeller
 from bandit_router.policy.learner import QualityModel
 from bandit_router.policy.regions import Tally
-from bandit_router.policy.service import publish_policy, tally_fields, tally_of
+from bandit_router.services.policies import publish_policy, tally_fields, tally_of
 from bandit_router.store import repository as repo
 from bandit_router.store.models import utcnow
 

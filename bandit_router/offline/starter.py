@@ -1,9 +1,9 @@
 """The starter policy shipped in the package: what a fresh store serves before any warm start.
 
-`bandit-router build-starter` (offline/starter_build.py) trains it from public data with the
+`bandit-router build-starter` (bench/starter_build.py) trains it from public data with the
 production warm-start code and exports the resulting policy-version row here, as two files in
 `bandit_router/resources/starter/`: the Vowpal Wabbit model (`policy.vw`) and everything else
-(`starter.json`). A new store inserts it as its first active version (policy/service.py).
+(`starter.json`). A new store inserts it as its first active version (services/policies.py).
 
 A VW model only means something under the arguments and the features it was trained with, and
 both change as the learner evolves. The JSON records them (`vw_args`, a SHA-256 of

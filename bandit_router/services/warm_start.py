@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 
 from bandit_router.policy.learner import QualityModel
 from bandit_router.policy.regions import Tally, fit_regions
-from bandit_router.policy.service import tally_fields
+from bandit_router.services.policies import tally_fields
 from bandit_router.store import repository as repo
 
 

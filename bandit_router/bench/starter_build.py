@@ -73,7 +73,7 @@ def pool_sources(pool: list[ModelSpec]) -> dict[str, Source]:
     if unknown:
         raise UserError(
             f"no public data is mapped to pool model(s) {', '.join(unknown)}: the starter covers "
-            f"{', '.join(POOL_SOURCES)} (offline/starter_build.py, POOL_SOURCES)"
+            f"{', '.join(POOL_SOURCES)} (bench/starter_build.py, POOL_SOURCES)"
         )
     return {m.name: POOL_SOURCES[m.name] for m in pool}
 
@@ -111,8 +111,8 @@ def build_starter(
     """Build, export and evaluate the starter for the settings' pool; returns the JSON written."""
     from bandit_router.bench.data import embed_prompts
     from bandit_router.offline.routers import GoldRegressionRouter
-    from bandit_router.offline.warm_start import publish_warm_start
     from bandit_router.policy.pool import load_pool_file
+    from bandit_router.services.warm_start import publish_warm_start
     from bandit_router.store import repository as repo
     from bandit_router.store.db import make_engine, migrate
 
@@ -187,11 +187,11 @@ def evaluate(
     the balanced preset; every single model, random and the oracle beside it. Quality is the
     gold correctness of the answering model (a stand-in's for a stand-in); cost is the pool's
     expected cost of the query, the estimate the router itself uses."""
-    from bandit_router.offline.metrics import oracle_point, random_point, single_model_points
+    from bandit_router.offline.scores import oracle_point, random_point, single_model_points
     from bandit_router.policy.decide import Policy, decide
     from bandit_router.policy.exploration import ExplorationConfig
     from bandit_router.policy.learner import QualityModel
-    from bandit_router.policy.service import tally_of
+    from bandit_router.services.policies import tally_of
 
     specs = [next(m for m in pool if m.name == name) for name in gm.models]
     tokens = [max(1, round(len(str(p)) / settings.chars_per_token)) for p in gm.prompts]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bandit_router.offline.metrics import (
+from bandit_router.offline.scores import (
     CurvePoint,
     apgr,
     apgr_shares,

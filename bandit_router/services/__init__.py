@@ -1,0 +1,1 @@
+"""Plain-Python services between HTTP and the rest, one per domain (docs/architecture.md)."""
