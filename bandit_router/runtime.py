@@ -20,6 +20,7 @@ from bandit_router.jobs.runner import JOBS, JobRunner
 from bandit_router.policy.decide import Policy
 from bandit_router.policy.pool import ModelSpec, ModelSpecIn, PoolFileError, load_pool_file
 from bandit_router.routing import exploration_config
+from bandit_router.services.admin import Admin
 from bandit_router.services.policies import ensure_active_policy, load_policy
 from bandit_router.services.pool import key_env_refused, model_warnings, numbers_problem
 from bandit_router.store import repository as repo
@@ -75,6 +76,7 @@ class Runtime:
         # Timed per kind for /metrics; wrapping here keeps jobs/ free of metrics code.
         jobs = instrument_jobs(JOBS)
         self.runner = JobRunner(self.engine, settings, jobs=jobs, on_success=self.refresh)
+        self.admin = Admin(self.engine, settings, self.runner, on_change=self.refresh)
         run_scheduler = settings.scheduler_enabled if scheduler is None else scheduler
         # Every process may ask; one per database gets it (see jobs/ownership.py).
         self.scheduling = (

@@ -142,27 +142,30 @@ def runtime(settings: Settings, encoder):  # type: ignore[no-untyped-def]
 def client(settings: Settings, runtime):  # type: ignore[no-untyped-def]
     from fastapi.testclient import TestClient
 
-    from bandit_router.api.app import create_app
+    from bandit_router.app import create_app
 
     with TestClient(create_app(settings, runtime)) as c:
         yield c
 
 
 @pytest.fixture
-def make_client(settings: Settings, runtime):  # type: ignore[no-untyped-def]
-    """Start a client on the shared runtime with some settings changed (auth, limits, proxy, logs);
-    each one loads the API keys that exist when it starts."""
+def make_client(settings: Settings, encoder):  # type: ignore[no-untyped-def]
+    """Start a router with some settings changed (auth, limits, proxy, logs) on the test's
+    database and the shared encoder; each one loads the API keys that exist when it starts."""
     from contextlib import ExitStack
 
     from fastapi.testclient import TestClient
 
-    from bandit_router.api.app import create_app
+    from bandit_router.app import create_app
+    from bandit_router.runtime import Runtime
 
     with ExitStack() as stack:
 
         def make(**overrides: object) -> TestClient:
-            app = create_app(settings.model_copy(update=overrides), runtime)
-            return stack.enter_context(TestClient(app))
+            changed = settings.model_copy(update=overrides)
+            rt = Runtime(changed, encoder=encoder, scheduler=False)
+            stack.callback(rt.close)
+            return stack.enter_context(TestClient(create_app(changed, rt)))
 
         yield make
 

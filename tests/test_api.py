@@ -101,7 +101,8 @@ def test_disabled_model_is_not_routed_and_rejected_in_allow_list(client) -> None
 
 
 def test_feedback_kinds_and_rewards(client) -> None:  # type: ignore[no-untyped-def]
-    did = route(client)["decision_id"]
+    # Never answered by "strong", the pairwise case's other model (exploration may pick any).
+    did = route(client, models=["cheap", "mid"])["decision_id"]
     cases = [
         ({"type": "thumbs", "value": "up"}, 1.0),
         ({"type": "thumbs", "value": "down"}, 0.0),
@@ -246,7 +247,7 @@ def test_update_job_keeps_the_active_policy_until_the_gate_has_evidence(client, 
 def test_update_job_publishes_and_rollback_restores(settings, encoder) -> None:  # type: ignore[no-untyped-def]
     from fastapi.testclient import TestClient
 
-    from bandit_router.api.app import create_app
+    from bandit_router.app import create_app
     from bandit_router.runtime import Runtime
 
     always = settings.model_copy(update={"update_promotion": "always"})

@@ -7,7 +7,7 @@ import threading
 import pytest
 from fastapi.testclient import TestClient
 
-from bandit_router.api.app import create_app
+from bandit_router.app import create_app
 from bandit_router.audit.sampling import audit_probability, selected_for_audit
 from bandit_router.config import Settings
 from bandit_router.runtime import Runtime
@@ -248,8 +248,7 @@ def test_kept_text_expires_after_audit_text_days(audited) -> None:  # type: igno
 def test_a_claim_belongs_to_its_grader(make_client, make_key, runtime) -> None:  # type: ignore[no-untyped-def]
     ann, bo = make_key("grader", "ann"), make_key("grader", "bo")
     admin = make_key("admin")
-    client = make_client()
-    _audit_all(runtime)
+    client = make_client(audit_rate_floor=1.0, audit_rate_max=1.0)
     as_ = {
         k: {"Authorization": f"Bearer {v}"}
         for k, v in {"ann": ann, "bo": bo, "admin": admin}.items()

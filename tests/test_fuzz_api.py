@@ -51,7 +51,7 @@ path_ints = st.integers(min_value=-(2**70), max_value=2**70).map(str) | path_tex
 
 @pytest.fixture(scope="module")
 def schema() -> dict[str, Any]:
-    from bandit_router.api.app import create_app
+    from bandit_router.app import create_app
 
     return create_app(load_settings()).openapi()
 

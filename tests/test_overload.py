@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from fastapi.testclient import TestClient
 
-from bandit_router.api.app import create_app
+from bandit_router.app import create_app
 from bandit_router.config import Settings
 from bandit_router.embed.service import EmbeddingService, EncoderOverloaded
 from bandit_router.runtime import Runtime

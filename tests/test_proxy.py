@@ -230,7 +230,7 @@ def served(settings, runtime):  # type: ignore[no-untyped-def]
     """The app on a real loopback port (the OpenAI SDK speaks HTTP, not ASGI)."""
     from fake_upstream import serving_in_thread
 
-    from bandit_router.api.app import create_app
+    from bandit_router.app import create_app
 
     with serving_in_thread(create_app(settings, runtime)) as port:
         yield f"http://127.0.0.1:{port}/v1"

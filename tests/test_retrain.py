@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from topics import prompts
 
-from bandit_router.api.app import create_app
+from bandit_router.app import create_app
 from bandit_router.bench.jobs import fill_store
 from bandit_router.config import Settings, load_settings
 from bandit_router.jobs.events import read_events

@@ -1,16 +1,14 @@
-"""Admin API: the model pool, policy versions, jobs."""
+"""Admin API: the model pool, policy versions, jobs (services/admin.py), the audited report."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
-from sqlalchemy.exc import IntegrityError
+from fastapi import APIRouter, Depends, Path, Query
 
 from bandit_router import telemetry as metrics
-from bandit_router.api.audits import http_error
-from bandit_router.api.deps import get_runtime, get_settings
-from bandit_router.api.errors import ErrorBody, excerpt
+from bandit_router.api.deps import get_admin, get_runtime
+from bandit_router.api.errors import ErrorBody
 from bandit_router.api.schemas import (
     DailyOut,
     JobOut,
@@ -22,44 +20,24 @@ from bandit_router.api.schemas import (
 )
 from bandit_router.api.strict_json import StrictJSONRoute
 from bandit_router.audit.report import Report
-from bandit_router.config import Settings
 from bandit_router.jobs.runner import JOBS
-from bandit_router.policy.pool import ModelSpec
 from bandit_router.runtime import Runtime
 from bandit_router.services import audits as audit_service
-from bandit_router.services.pool import key_env_refused, model_warnings
-from bandit_router.store import repository as repo
+from bandit_router.services.admin import Admin
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=StrictJSONRoute)
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+AdminDep = Annotated[Admin, Depends(get_admin)]
 # `{name:path}`: model names such as mistralai/Mixtral-8x7B-Instruct-v0.1 hold slashes.
 ModelPath = Annotated[str, Path(description="the model's name; slashes need no escaping")]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "no such thing"}
 }
-# Ids are 32-bit in PostgreSQL; a larger one names nothing (and must not reach the database).
-MAX_ID = 2**31 - 1
-
-
-def stored_id(value: int) -> bool:
-    return 1 <= value <= MAX_ID
-
-
-def model_view(settings: Settings, row: dict[str, Any]) -> dict[str, Any]:
-    return {**row, "warnings": model_warnings(ModelSpec.from_row(row), settings)}
-
-
-def check_key_env(settings: Settings, name: str | None) -> None:
-    refused = key_env_refused(name, settings) if name else None
-    if refused:
-        raise HTTPException(422, refused)
 
 
 @router.get("/models", response_model=list[ModelOut])
-def list_models(rt: RuntimeDep, settings: SettingsDep) -> list[dict[str, Any]]:
-    with rt.engine.connect() as conn:
-        return [model_view(settings, row) for row in repo.list_models(conn)]
+def list_models(admin: AdminDep) -> list[dict[str, Any]]:
+    return admin.list_models()
 
 
 @router.post(
@@ -68,22 +46,15 @@ def list_models(rt: RuntimeDep, settings: SettingsDep) -> list[dict[str, Any]]:
     response_model=ModelOut,
     responses={409: {"model": ErrorBody, "description": "a model of that name exists"}},
 )
-def add_model(spec: ModelIn, rt: RuntimeDep, settings: SettingsDep) -> dict[str, Any]:
+def add_model(spec: ModelIn, admin: AdminDep) -> dict[str, Any]:
     """A new model is routable at once: it starts from what all models share and gets explored.
     `warnings` says what will not work yet (e.g. its api_key_env is not set)."""
-    check_key_env(settings, spec.api_key_env)
-    try:
-        with rt.engine.begin() as conn:
-            repo.add_model(conn, spec.model_dump())
-    except IntegrityError:
-        raise HTTPException(409, f"model {spec.name} already exists; PATCH it instead") from None
-    rt.refresh(force=True)
-    return _model_or_404(rt, settings, spec.name)
+    return admin.add_model(spec.model_dump())
 
 
 @router.get("/models/{name:path}", response_model=ModelOut, responses=NOT_FOUND)
-def get_model(name: ModelPath, rt: RuntimeDep, settings: SettingsDep) -> dict[str, Any]:
-    return _model_or_404(rt, settings, name)
+def get_model(name: ModelPath, admin: AdminDep) -> dict[str, Any]:
+    return admin.get_model(name)
 
 
 @router.patch(
@@ -94,77 +65,37 @@ def get_model(name: ModelPath, rt: RuntimeDep, settings: SettingsDep) -> dict[st
         409: {"model": ErrorBody, "description": "it is the last enabled model"},
     },
 )
-def patch_model(
-    name: ModelPath, patch: ModelPatch, rt: RuntimeDep, settings: SettingsDep
-) -> dict[str, Any]:
-    changes = patch.model_dump(exclude_unset=True)
-    check_key_env(settings, changes.get("api_key_env"))
-    with rt.engine.begin() as conn:
-        if repo.get_model(conn, name) is None:
-            raise HTTPException(404, f"model {excerpt(name, 200)} does not exist")
-        if changes.get("enabled") is False:
-            others = [m for m in repo.list_models(conn, enabled_only=True) if m["name"] != name]
-            if not others:
-                raise HTTPException(409, "cannot disable the last enabled model")
-        repo.update_model(conn, name, changes)
-    rt.refresh(force=True)
-    return _model_or_404(rt, settings, name)
-
-
-def found(row: dict[str, Any] | None, what: str) -> dict[str, Any]:
-    """The row, or a 404 saying which thing does not exist."""
-    if row is None:
-        raise HTTPException(404, f"{excerpt(what, 200)} does not exist")
-    return row
-
-
-def _model_or_404(rt: Runtime, settings: Settings, name: str) -> dict[str, Any]:
-    with rt.engine.connect() as conn:
-        return model_view(settings, found(repo.get_model(conn, name), f"model {name}"))
+def patch_model(name: ModelPath, patch: ModelPatch, admin: AdminDep) -> dict[str, Any]:
+    return admin.change_model(name, patch.model_dump(exclude_unset=True))
 
 
 @router.get("/policies", response_model=list[PolicyOut])
-def list_policies(rt: RuntimeDep) -> list[dict[str, Any]]:
-    with rt.engine.connect() as conn:
-        return repo.list_policies(conn)
+def list_policies(admin: AdminDep) -> list[dict[str, Any]]:
+    return admin.list_policies()
 
 
 @router.get("/policies/{version}", response_model=PolicyOut, responses=NOT_FOUND)
-def get_policy(version: int, rt: RuntimeDep) -> dict[str, Any]:
-    with rt.engine.connect() as conn:
-        row = repo.get_policy(conn, version) if stored_id(version) else None
-    return found(row, f"policy version {version}")
+def get_policy(version: int, admin: AdminDep) -> dict[str, Any]:
+    return admin.get_policy(version)
 
 
 @router.post("/policies/{version}/activate", response_model=PolicyOut, responses=NOT_FOUND)
-def activate_policy(version: int, rt: RuntimeDep) -> dict[str, Any]:
+def activate_policy(version: int, admin: AdminDep) -> dict[str, Any]:
     """Activate any stored version: promotion by hand, or rollback to an older one."""
-    with rt.engine.begin() as conn:
-        if not stored_id(version) or repo.get_policy(conn, version) is None:
-            raise HTTPException(404, f"policy version {version} does not exist")
-        repo.activate_policy(conn, version)
-    rt.refresh()
-    return get_policy(version, rt)
+    return admin.activate_policy(version)
 
 
 JobKind = Annotated[str, Path(json_schema_extra={"enum": sorted(JOBS)})]
 
 
 @router.post("/jobs/{kind}", status_code=202, response_model=JobOut, responses=NOT_FOUND)
-def trigger_job(kind: JobKind, rt: RuntimeDep) -> dict[str, Any]:
-    try:
-        job_id, _ = rt.runner.submit(kind, "admin")
-    except KeyError:
-        raise HTTPException(
-            404, f"unknown job kind {excerpt(kind, 40)}; known: {', '.join(rt.runner.kinds)}"
-        ) from None
-    return get_job(job_id, rt)
+def trigger_job(kind: JobKind, admin: AdminDep) -> dict[str, Any]:
+    return admin.submit_job(kind)
 
 
 @router.get("/jobs", response_model=list[JobOut])
-def list_jobs(rt: RuntimeDep) -> list[dict[str, Any]]:
-    with rt.engine.connect() as conn:
-        return repo.list_jobs(conn)
+def list_jobs(admin: AdminDep) -> list[dict[str, Any]]:
+    return admin.list_jobs()
 
 
 # {job_id:int}: GET /jobs/retrain is then a 405 (only POST /jobs/{kind} lives there), not a 422.
@@ -176,42 +107,22 @@ def list_jobs(rt: RuntimeDep) -> list[dict[str, Any]]:
         405: {"model": ErrorBody, "description": "not a number: /jobs/{kind} takes POST only"},
     },
 )
-def get_job(job_id: Annotated[int, Path(ge=1)], rt: RuntimeDep) -> dict[str, Any]:
-    with rt.engine.connect() as conn:
-        row = repo.get_job(conn, job_id) if stored_id(job_id) else None
-    return found(row, f"job {job_id}")
+def get_job(job_id: Annotated[int, Path(ge=1)], admin: AdminDep) -> dict[str, Any]:
+    return admin.get_job(job_id)
 
 
 @router.get("/daily", response_model=list[DailyOut])
-def daily(rt: RuntimeDep) -> list[dict[str, Any]]:
+def daily(admin: AdminDep) -> list[dict[str, Any]]:
     """Per UTC day and chosen model, what the retention purge rolled up before deleting the
     decisions (RETENTION_DAYS): the history that outlives the rows, oldest day first."""
-    with rt.engine.connect() as conn:
-        rows = repo.daily_aggregates(conn)
-    return [
-        {
-            **r,
-            "mean_reward": r["reward_sum"] / r["feedback"] if r["feedback"] else None,
-            "mean_grade": r["gold_sum"] / r["audits"] if r["audits"] else None,
-        }
-        for r in rows
-    ]
+    return admin.daily()
 
 
 @router.get("/bias", responses=NOT_FOUND)
-def bias(rt: RuntimeDep) -> dict[str, Any]:
+def bias(admin: AdminDep) -> dict[str, Any]:
     """Per-model bias of preference feedback (gold − preference) with PPI++ intervals, from the
     newest successful retraining run; `alert` marks an estimate outside the previous interval."""
-    with rt.engine.connect() as conn:
-        job = repo.latest_bias_job(conn)
-    if job is None:
-        raise HTTPException(404, "no retraining run has estimated the bias yet")
-    return {
-        "job_id": job["id"],
-        "finished_at": job["finished_at"],
-        "method": job["result"].get("bias_method"),
-        "models": job["result"]["bias"],
-    }
+    return admin.bias()
 
 
 @router.get("/report", response_model=Report)
@@ -230,10 +141,7 @@ def report(
     of the routed answers (PPI++ on gold audits and preference feedback), cost per query, the
     saving against `reference` and the quality retained against it; graders' agreement.
     Computed on demand and reused for REPORT_CACHE_SECONDS. Times are RFC 3339."""
-    try:
-        out = audit_service.report(rt.engine, rt.settings, since, until, reference)
-    except audit_service.AuditError as exc:
-        raise http_error(exc) from None
+    out = audit_service.report(rt.engine, rt.settings, since, until, reference)
     if since is None and until is None and reference is None:
         metrics.set_report(out)
     return out

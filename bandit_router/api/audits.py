@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bandit_router import telemetry as metrics
@@ -88,14 +88,6 @@ class GradeOut(BaseModel):
     round: Literal[1, 2]
 
 
-STATUS = {audit_service.NotFound: 404, audit_service.Conflict: 409, audit_service.Invalid: 422}
-
-
-def http_error(exc: audit_service.AuditError) -> HTTPException:
-    """The service's refusal as the HTTP answer that says the same."""
-    return HTTPException(STATUS.get(type(exc), 409), str(exc))
-
-
 def grader_of(request: Request, name: str) -> audit_service.Grader:
     key = request_key(request.scope)
     return audit_service.Grader.of(name, key.prefix if key else None)
@@ -133,12 +125,9 @@ def claim(req: ClaimRequest, request: Request, rt: RuntimeDep) -> list[dict[str,
     ),
 )
 def grade(req: GradeRequest, request: Request, response: Response, rt: RuntimeDep) -> GradeOut:
-    try:
-        out = audit_service.grade(
-            rt.engine, rt.settings, grader_of(request, req.grader_id), req.grade()
-        )
-    except audit_service.AuditError as exc:
-        raise http_error(exc) from None
+    out = audit_service.grade(
+        rt.engine, rt.settings, grader_of(request, req.grader_id), req.grade()
+    )
     if out.status == "duplicate":
         response.status_code = 200
     else:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-import reprlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,19 +23,19 @@ from starlette.routing import Match
 
 from bandit_router import telemetry as metrics
 from bandit_router.embed.service import EncoderOverloaded
+from bandit_router.services.errors import (
+    Conflict,
+    DomainError,
+    Invalid,
+    NotFound,
+    excerpt,
+)
 
 log = logging.getLogger(__name__)
 
 OPENAI_PATHS = ("/v1/chat/",)
 _OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
-EXCERPT_CHARS = 120  # of a client's value, in an error answer
 MAX_PROBLEMS = 10  # validation problems listed in one answer
-MAX_NAMES = 5  # names listed in one message
-
-_repr = reprlib.Repr()
-_repr.maxstring = _repr.maxother = EXCERPT_CHARS
-_repr.maxlist = _repr.maxdict = _repr.maxtuple = MAX_NAMES
-_repr.maxlevel = 2
 
 
 class ValidationProblem(BaseModel):
@@ -74,22 +73,6 @@ def storing(model: type, again: str, refused: dict[int, str]) -> dict[str, Any]:
     it was stored before, and the errors in `refused`."""
     answers = {200: {"model": model, "description": again}, **refusals(refused)}
     return {"status_code": 201, "response_model": model, "responses": answers}
-
-
-def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
-    """A client's value, cut to `limit` characters and safe to encode as UTF-8 (a lone surrogate
-    is shown escaped)."""
-    text = value if isinstance(value, str) else _repr.repr(value)
-    if len(text) > limit:
-        text = f"{text[:limit]}… ({len(text)} characters)"
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def names_excerpt(names: Iterable[str]) -> str:
-    """`a, b, c` for a few names, `a, b, … (12 in all)` for many, each name itself bounded."""
-    items = sorted(set(names))
-    shown = ", ".join(excerpt(n, 60) for n in items[:MAX_NAMES])
-    return shown if len(items) <= MAX_NAMES else f"{shown}, … ({len(items)} in all)"
 
 
 def error_response(
@@ -149,6 +132,14 @@ async def http_error(request: Request, exc: HTTPException) -> Response:
     return error_response(request.url.path, exc.status_code, str(exc.detail), headers or None)
 
 
+REFUSAL_STATUS = {NotFound: 404, Conflict: 409, Invalid: 422}
+
+
+async def refused(request: Request, exc: DomainError) -> Response:
+    """A service's refusal, as the status that says the same."""
+    return error_response(request.url.path, REFUSAL_STATUS.get(type(exc), 409), str(exc))
+
+
 def allowed_methods(app: FastAPI, scope: Any) -> set[str]:
     """Every method some route serves at this path (Starlette's own 405 names one route's)."""
     methods: set[str] = set()
@@ -191,6 +182,7 @@ async def internal_error(request: Request, exc: Exception) -> Response:
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(DomainError, refused)  # type: ignore[arg-type]
     app.add_exception_handler(OperationalError, database_down)  # type: ignore[arg-type]
     app.add_exception_handler(EncoderOverloaded, overloaded)  # type: ignore[arg-type]
     for kind in (DataError, IntegrityError, OverflowError):

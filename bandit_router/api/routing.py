@@ -11,9 +11,8 @@ from fastapi import APIRouter, Depends, HTTPException, Response
 from sqlalchemy import Connection
 
 from bandit_router import telemetry as metrics
-from bandit_router.api.audits import http_error
 from bandit_router.api.deps import get_runtime
-from bandit_router.api.errors import ErrorBody, excerpt, names_excerpt, storing
+from bandit_router.api.errors import ErrorBody, storing
 from bandit_router.api.logging import bind_decision
 from bandit_router.api.schemas import (
     AnswerIn,
@@ -30,6 +29,7 @@ from bandit_router.policy.pool import ModelSpec
 from bandit_router.routing import plan_decision
 from bandit_router.runtime import Runtime
 from bandit_router.services import audits as audit_service
+from bandit_router.services.errors import excerpt, names_excerpt
 from bandit_router.store import proxy_log
 from bandit_router.store import repository as repo
 
@@ -180,10 +180,7 @@ def attach_answer(
     """Attach the answer the routed model gave, so a grader can read it. Kept only for
     decisions drawn for an audit (or any, with STORE_PROMPTS=true); deleted once graded or
     after AUDIT_TEXT_DAYS. 409, not 422: the body is fine, the decision's state refuses it."""
-    try:
-        status = audit_service.attach_answer(rt.engine, rt.settings, decision_id, body.answer)
-    except audit_service.AuditError as exc:
-        raise http_error(exc) from None
+    status = audit_service.attach_answer(rt.engine, rt.settings, decision_id, body.answer)
     if status == "replaced":
         response.status_code = 200
     return AnswerOut(

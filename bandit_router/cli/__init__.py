@@ -24,8 +24,8 @@ SQLITE_ONE_PROCESS = (
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from bandit_router.api.app import create_app
     from bandit_router.api.server import uvicorn_options
+    from bandit_router.app import create_app
     from bandit_router.runtime import checked_pool_file
 
     workers = args.workers or settings.serve_workers
@@ -52,7 +52,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     else:
         _prepare_worker_metrics()
         # Each worker is a new process that builds its own app (and Runtime) from the environment.
-        uvicorn.run("bandit_router.api.app:app_from_env", factory=True, workers=workers, **common)
+        uvicorn.run("bandit_router.app:app_from_env", factory=True, workers=workers, **common)
     return 0
 
 

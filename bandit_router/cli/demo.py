@@ -175,7 +175,7 @@ def cmd_demo_fill(args: argparse.Namespace, settings: Settings) -> int:
     """In-process (no port is opened), with the app's own authentication off for that reason."""
     from fastapi.testclient import TestClient
 
-    from bandit_router.api.app import create_app
+    from bandit_router.app import create_app
 
     # No port is opened, so "authentication is disabled" would be a false alarm here.
     logging.getLogger("bandit_router.api.auth").setLevel(logging.ERROR)

@@ -11,16 +11,16 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fastapi import HTTPException
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
 from pydantic import ValidationError
 
 from bandit_router import telemetry as metrics
-from bandit_router.api import admin, audits
+from bandit_router.api import audits
 from bandit_router.api.schemas import ModelPatch
 from bandit_router.console import charts
 from bandit_router.runtime import Runtime
 from bandit_router.services import audits as audit_service
+from bandit_router.services.errors import DomainError
 from bandit_router.store import aggregates as agg
 from bandit_router.store import proxy_log
 from bandit_router.store import repository as repo
@@ -52,12 +52,12 @@ def window(name: str) -> tuple[str, datetime, int]:
 
 
 def _run(action: Any, *args: Any) -> Any:
-    """Call an API function; its refusal (HTTPException, or a rejected request body) becomes an
+    """Call a service (or validate with an API request model); its refusal becomes an
     ActionError carrying the message a client of the API would have read."""
     try:
         return action(*args)
-    except HTTPException as exc:
-        raise ActionError(str(exc.detail)) from None
+    except DomainError as exc:
+        raise ActionError(str(exc)) from None
     except ValidationError as exc:
         raise ActionError("; ".join(e["msg"] for e in exc.errors())) from None
 
@@ -137,7 +137,7 @@ def audited_report(rt: Runtime, start: datetime) -> Any:
     PPI++ intervals), as GET /v1/admin/report gives it; cached by the audit service."""
     try:
         return audit_service.report(rt.engine, rt.settings, since=start)
-    except audit_service.AuditError:
+    except DomainError:
         return None
 
 
@@ -235,8 +235,7 @@ def policies(rt: Runtime) -> list[dict[str, Any]]:
 
 
 def activate(rt: Runtime, version: int) -> dict[str, Any]:
-    result: dict[str, Any] = _run(admin.activate_policy, version, rt)
-    return result
+    return _run(rt.admin.activate_policy, version)
 
 
 # --- bias -------------------------------------------------------------------------------------
@@ -267,7 +266,7 @@ def bias(rt: Runtime) -> dict[str, Any]:
 def models(rt: Runtime, name: str) -> dict[str, Any]:
     name, start, _ = window(name)
     with rt.engine.connect() as conn:
-        rows = [admin.model_view(rt.settings, m) for m in repo.list_models(conn)]
+        rows = [rt.admin.model_view(m) for m in repo.list_models(conn)]
         traffic = agg.model_traffic(conn, start)
     total = sum(traffic.values())
     for m in rows:
@@ -278,8 +277,7 @@ def models(rt: Runtime, name: str) -> dict[str, Any]:
 
 def change_model(rt: Runtime, name: str, changes: dict[str, Any]) -> dict[str, Any]:
     patch = _run(ModelPatch.model_validate, changes)
-    result: dict[str, Any] = _run(admin.patch_model, name, patch, rt, rt.settings)
-    return result
+    return _run(rt.admin.change_model, name, patch.model_dump(exclude_unset=True))
 
 
 # --- one decision -----------------------------------------------------------------------------
@@ -330,15 +328,8 @@ def workbench(rt: Runtime, who: audit_service.Grader) -> dict[str, Any]:
     }
 
 
-def _audit_call(action: Any, *args: Any) -> Any:
-    try:
-        return action(*args)
-    except audit_service.AuditError as exc:
-        raise ActionError(str(exc)) from None
-
-
 def claim(rt: Runtime, who: audit_service.Grader, limit: int) -> int:
-    items = _audit_call(audit_service.claim, rt.engine, rt.settings, who, max(1, min(limit, 500)))
+    items = _run(audit_service.claim, rt.engine, rt.settings, who, max(1, min(limit, 500)))
     for _ in items:
         metrics.record_audit("claimed")
     return len(items)
@@ -359,7 +350,7 @@ def grade(
     body.update({"score": score} if score is not None else {"pass": passed})
     body.update({k: v for k, v in (("rubric", rubric), ("comment", comment)) if v})
     req = _run(audits.GradeRequest.model_validate, body)
-    out = _audit_call(audit_service.grade, rt.engine, rt.settings, who, req.grade())
+    out = _run(audit_service.grade, rt.engine, rt.settings, who, req.grade())
     if out.status == "graded":
         metrics.record_audit("graded" if out.round == 1 else "second_graded")
     return str(out.status)

@@ -25,27 +25,12 @@ from bandit_router.audit.report import Report, ReportRow, build_report
 from bandit_router.audit.sampling import selected_for_review
 from bandit_router.config import Settings
 from bandit_router.policy.pool import ModelSpec
+from bandit_router.services.errors import Conflict, Invalid, NotFound
 from bandit_router.store import repository as repo
 from bandit_router.store.models import utcnow
 
 PAGE = 2000  # decisions read per query while building a report
 OPEN_REVIEW = ("pending", "claimed")
-
-
-class AuditError(Exception):
-    """A refused audit operation; the message says why in one line."""
-
-
-class NotFound(AuditError):
-    pass
-
-
-class Conflict(AuditError):
-    pass
-
-
-class Invalid(AuditError):
-    pass
 
 
 @dataclass(frozen=True)

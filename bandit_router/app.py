@@ -1,4 +1,4 @@
-"""The FastAPI application and its start-up / shut-down."""
+"""The FastAPI application: the API's routers and the console, their start-up and shut-down."""
 
 from __future__ import annotations
 
