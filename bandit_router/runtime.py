@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Engine
@@ -19,10 +20,10 @@ from bandit_router.jobs.ownership import SchedulerOwnership
 from bandit_router.jobs.runner import JOBS, JobRunner
 from bandit_router.policy.decide import Policy
 from bandit_router.policy.pool import ModelSpec, ModelSpecIn, PoolFileError, load_pool_file
-from bandit_router.routing import exploration_config
 from bandit_router.services.admin import Admin
 from bandit_router.services.policies import ensure_active_policy, load_policy
 from bandit_router.services.pool import key_env_refused, model_warnings, numbers_problem
+from bandit_router.services.routing import RoutingService, Snapshot
 from bandit_router.store import repository as repo
 from bandit_router.store.db import (
     WalCheckpointer,
@@ -64,12 +65,11 @@ class Runtime:
         )
         self.writer = GroupCommitWriter(self.engine)
         self.checkpointer = WalCheckpointer(self.engine) if is_sqlite(self.engine) else None
-        self.exploration = exploration_config(settings)
-        self.pool: dict[str, ModelSpec] = {}
-        self.enabled_models: list[ModelSpec] = []
-        self.policy: Policy | None = None
+        self._snapshot: Snapshot | None = None
+        self._refreshing = threading.Lock()
         self._fingerprint: tuple[Any, Any] = (None, None)
         self.refresh()
+        self.routing = RoutingService(settings, self.embedder, self.writer, lambda: self.snapshot)
         for model in self.pool.values():  # what the first request would otherwise find out
             for warning in model_warnings(model, settings) if model.enabled else []:
                 log.warning("model %s: %s", model.name, warning)
@@ -83,24 +83,48 @@ class Runtime:
             SchedulerOwnership(self.runner, self.engine, settings) if run_scheduler else None
         )
 
+    @property
+    def snapshot(self) -> Snapshot:
+        assert self._snapshot is not None  # set by the first refresh, in __init__
+        return self._snapshot
+
+    @property
+    def pool(self) -> Mapping[str, ModelSpec]:
+        return self.snapshot.pool
+
+    @property
+    def enabled_models(self) -> tuple[ModelSpec, ...]:
+        return self.snapshot.enabled
+
+    @property
+    def policy(self) -> Policy:
+        return self.snapshot.policy
+
     def refresh(self, force: bool = False) -> None:
-        """Reload the pool and/or the active policy when the store says they changed."""
+        """Reload the pool and/or the active policy when the store says they changed, and swap
+        in a new snapshot whole (one reference: in-flight requests keep the one they read).
+        Called from the poller, the job runner and admin changes: serialised by a lock."""
+        with self._refreshing:
+            self._refresh(force)
+
+    def _refresh(self, force: bool) -> None:
+        old = self._snapshot
         with self.engine.connect() as conn:
             fingerprint = repo.state_fingerprint(conn)
-            if force or fingerprint[1] != self._fingerprint[1]:
+            pool = old.pool if old is not None else None
+            if pool is None or force or fingerprint[1] != self._fingerprint[1]:
                 pool = {r["name"]: ModelSpec.from_row(r) for r in repo.list_models(conn)}
-                # Derived once per pool change, not per request (the route path reads it twice).
-                # A model whose numbers cannot price a query is never routed, whatever stored it.
-                self.enabled_models = [
-                    m for m in pool.values() if m.enabled and numbers_problem(m) is None
-                ]
-                self.pool = pool
         policy_id = fingerprint[0]
-        if policy_id is not None and (self.policy is None or self.policy.version != policy_id):
-            old = self.policy
-            self.policy = load_policy(self.engine, policy_id)
+        policy = old.policy if old is not None else None
+        if policy_id is not None and (policy is None or policy.version != policy_id):
+            policy = load_policy(self.engine, policy_id)
             log.info("serving policy version %s", policy_id)
-            del old  # in-flight requests keep their own reference until they finish
+        if policy is None:
+            raise RuntimeError("no policy version is active")
+        if old is None or policy is not old.policy or pool is not old.pool:
+            # A model whose numbers cannot price a query is never routed, whatever stored it.
+            enabled = tuple(m for m in pool.values() if m.enabled and numbers_problem(m) is None)
+            self._snapshot = Snapshot(policy, pool, enabled)
         self._fingerprint = fingerprint
 
     def close(self) -> None:

@@ -16,6 +16,7 @@ import functools
 import os
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -259,3 +260,38 @@ def render() -> tuple[bytes, str]:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=directory)
     return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+# --- the current request, for log lines ------------------------------------------------------
+
+
+@dataclass
+class RequestContext:
+    """Mutable on purpose: set by the middleware, filled in by the endpoint (which may run in a
+    thread with a copied context) and read back by the access log."""
+
+    request_id: str
+    decision_id: str | None = None
+    key_prefix: str | None = None
+
+
+request_context: ContextVar[RequestContext | None] = ContextVar(
+    "bandit_router_request", default=None
+)
+
+
+def current_request() -> RequestContext | None:
+    return request_context.get()
+
+
+def bind_decision(decision_id: str) -> None:
+    """Tag the current request (and its log lines) with the decision it made."""
+    ctx = request_context.get()
+    if ctx is not None:
+        ctx.decision_id = decision_id
+
+
+def bind_key(prefix: str) -> None:
+    ctx = request_context.get()
+    if ctx is not None:
+        ctx.key_prefix = prefix

@@ -9,11 +9,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from runtime_settings import change_settings
 
 from bandit_router.runtime import Runtime
 from bandit_router.services import audits as audit_service
+from bandit_router.services.feedback import feedback_row
 from bandit_router.store import repository as repo
-from bandit_router.store.rows import feedback_row
 
 MODELS = ("strong", "mid", "cheap")  # tests/conftest.py's pool, priciest first
 PRICES = {"strong": (10.0, 30.0), "mid": (1.0, 2.0), "cheap": (0.1, 0.2)}  # in, out per 1M
@@ -21,7 +22,7 @@ BASE = datetime(2026, 6, 1, tzinfo=UTC)
 
 
 def _audit_all(rt: Runtime) -> None:
-    rt.settings = rt.settings.model_copy(update={"audit_rate_floor": 1.0, "audit_rate_max": 1.0})
+    change_settings(rt, **{"audit_rate_floor": 1.0, "audit_rate_max": 1.0})
 
 
 def test_report_on_a_fully_audited_store(client, runtime) -> None:  # type: ignore[no-untyped-def]

@@ -6,6 +6,7 @@ import threading
 
 import pytest
 from fastapi.testclient import TestClient
+from runtime_settings import change_settings
 
 from bandit_router.app import create_app
 from bandit_router.audit.sampling import audit_probability, selected_for_audit
@@ -77,9 +78,7 @@ def test_audit_round_trip(audited) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_unselected_decision_cannot_be_graded(client) -> None:  # type: ignore[no-untyped-def]
-    client.app.state.runtime.settings = client.app.state.runtime.settings.model_copy(
-        update={"audit_rate_floor": 0.0, "audit_uncertainty_boost": 0.0}
-    )
+    change_settings(client.app.state.runtime, audit_rate_floor=0.0, audit_uncertainty_boost=0.0)
     did = client.post("/v1/route", json={"prompt": "hi"}).json()["decision_id"]
     r = client.post("/v1/audits", json={"decision_id": did, "score": 1, "grader_id": "a"})
     assert r.status_code == 409 and "not selected" in r.json()["detail"]
@@ -120,15 +119,11 @@ def test_graders_never_claim_the_same_audit(audited) -> None:  # type: ignore[no
 
 def _audit_all(rt: Runtime, **more: object) -> None:
     """Every decision from now on is drawn for an audit (the routes read rt.settings)."""
-    rt.settings = rt.settings.model_copy(
-        update={"audit_rate_floor": 1.0, "audit_rate_max": 1.0, **more}
-    )
+    change_settings(rt, **{"audit_rate_floor": 1.0, "audit_rate_max": 1.0, **more})
 
 
 def _audit_none(rt: Runtime, **more: object) -> None:
-    rt.settings = rt.settings.model_copy(
-        update={"audit_rate_floor": 0.0, "audit_uncertainty_boost": 0.0, **more}
-    )
+    change_settings(rt, **{"audit_rate_floor": 0.0, "audit_uncertainty_boost": 0.0, **more})
 
 
 def _text(rt: Runtime, decision_id: str) -> dict | None:  # type: ignore[type-arg]

@@ -11,12 +11,12 @@ from bandit_router.jobs.events import read_events
 from bandit_router.policy.decide import Policy
 from bandit_router.policy.learner import QualityModel
 from bandit_router.policy.pool import ModelSpec
-from bandit_router.routing import exploration_config, plan_decision
 from bandit_router.runtime import prepare_database
+from bandit_router.services.feedback import feedback_row
+from bandit_router.services.routing import exploration_config, plan_decision
 from bandit_router.store import proxy_log
 from bandit_router.store import repository as repo
 from bandit_router.store.db import make_engine
-from bandit_router.store.rows import feedback_row
 
 POOL = [ModelSpec("strong", 5.0, 15.0, 300), ModelSpec("mid", 1.0, 2.0, 300)]
 

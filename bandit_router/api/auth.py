@@ -21,11 +21,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bandit_router import telemetry as metrics
 from bandit_router.api.errors import error_response
-from bandit_router.api.logging import bind_key
 from bandit_router.api.openapi import is_open
 from bandit_router.config import ConfigError, Settings
 from bandit_router.store import api_keys as store
 from bandit_router.store.db import make_engine
+from bandit_router.telemetry import bind_key
 
 log = logging.getLogger(__name__)
 

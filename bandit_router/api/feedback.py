@@ -16,9 +16,9 @@ from bandit_router.api.schemas import AnyFeedback, FeedbackRequest, FeedbackResp
 from bandit_router.api.strict_json import StrictJSONRoute
 from bandit_router.policy.rewards import to_reward
 from bandit_router.runtime import Runtime
+from bandit_router.services.feedback import feedback_row
 from bandit_router.store import proxy_log
 from bandit_router.store import repository as repo
-from bandit_router.store.rows import feedback_row
 
 router = APIRouter(tags=["feedback"], route_class=StrictJSONRoute)
 

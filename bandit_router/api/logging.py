@@ -11,8 +11,6 @@ import sys
 import time
 import traceback
 import uuid
-from contextvars import ContextVar
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bandit_router import telemetry as metrics
+from bandit_router.telemetry import RequestContext, current_request, request_context
 
 access_log = logging.getLogger("bandit_router.access")
 
@@ -38,36 +37,6 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # without its statement's parameters): their messages stay in tracebacks.
 _SAFE_MESSAGES: tuple[type[BaseException], ...] = (OSError, TimeoutError, SQLAlchemyError)
 WITHHELD = "<message withheld: it may quote request text (BANDIT_ROUTER_STORE_PROMPTS=false)>"
-
-
-@dataclass
-class RequestContext:
-    """Mutable on purpose: set by the middleware, filled in by the endpoint (which may run in a
-    thread with a copied context) and read back by the access log."""
-
-    request_id: str
-    decision_id: str | None = None
-    key_prefix: str | None = None
-
-
-_current: ContextVar[RequestContext | None] = ContextVar("bandit_router_request", default=None)
-
-
-def current_request() -> RequestContext | None:
-    return _current.get()
-
-
-def bind_decision(decision_id: str) -> None:
-    """Tag the current request (and its log lines) with the decision it made."""
-    ctx = _current.get()
-    if ctx is not None:
-        ctx.decision_id = decision_id
-
-
-def bind_key(prefix: str) -> None:
-    ctx = _current.get()
-    if ctx is not None:
-        ctx.key_prefix = prefix
 
 
 def redact(text: str) -> str:
@@ -123,7 +92,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        ctx = _current.get()
+        ctx = current_request()
         if ctx is not None:
             out["request_id"] = ctx.request_id
             if ctx.decision_id:
@@ -179,7 +148,7 @@ class ObserveMiddleware:
             await self.app(scope, receive, send)
             return
         ctx = RequestContext(request_id=_request_id(scope))
-        token = _current.set(ctx)
+        token = request_context.set(ctx)
         started = time.perf_counter()
         status = 500  # what the client gets if the app raises before answering
 
@@ -198,7 +167,7 @@ class ObserveMiddleware:
             metrics.observe_request(route, scope["method"], status, seconds)
             if self.access_lines:
                 _log_access(scope, route, status, seconds)
-            _current.reset(token)
+            request_context.reset(token)
 
 
 def _route_template(scope: Scope) -> str:

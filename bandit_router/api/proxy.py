@@ -31,7 +31,6 @@ from bandit_router.api.retries import (
     proxy_call,
     routed_again,
 )
-from bandit_router.api.routing import Routed, route_request, select_candidates
 from bandit_router.api.schemas import ChatRequest
 from bandit_router.api.strict_json import StrictJSONRoute
 from bandit_router.config import Settings
@@ -40,6 +39,7 @@ from bandit_router.policy.pool import ModelSpec
 from bandit_router.runtime import Runtime
 from bandit_router.services import audits as audit_service
 from bandit_router.services.pool import key_env_refused
+from bandit_router.services.routing import Routed, select_candidates
 from bandit_router.store import proxy_log
 
 log = logging.getLogger(__name__)
@@ -412,15 +412,16 @@ async def _decision_for(
         earlier = await asyncio.to_thread(_earlier, rt, call)
         if earlier is not None:
             routed = routed_again(earlier)
-            names = routed.choice.models
-            return routed, {n: rt.pool[n] for n in names if n in rt.pool and rt.pool[n].base_url}
+            names, pool = routed.choice.models, rt.pool
+            return routed, {n: pool[n] for n in names if n in pool and pool[n].base_url}
         route_req = req.route_request()
-        candidates = proxyable(select_candidates(rt, route_req))
+        snapshot = rt.snapshot
+        candidates = proxyable(select_candidates(snapshot, route_req.models, route_req.exclude))
         try:
-            routed = await route_request(
-                rt,
-                route_req,
+            routed = await rt.routing.route(
+                route_req.query(),
                 candidates,
+                snapshot,
                 endpoint="proxy",
                 record=lambda conn, decision_id: proxy_log.record_request(
                     conn, call.row(decision_id)

@@ -21,8 +21,8 @@ import numpy as np
 from sqlalchemy import Connection
 
 from bandit_router.api.errors import excerpt
-from bandit_router.api.routing import Routed
 from bandit_router.policy.decide import Choice
+from bandit_router.services.routing import Routed
 from bandit_router.store import proxy_log
 from bandit_router.store import repository as repo
 from bandit_router.store.models import utcnow

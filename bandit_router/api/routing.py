@@ -1,19 +1,14 @@
-"""POST /v1/route and GET /v1/decisions/{id}."""
+"""POST /v1/route, GET /v1/decisions/{id} and POST /v1/decisions/{id}/answer."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Response
 from sqlalchemy import Connection
 
-from bandit_router import telemetry as metrics
 from bandit_router.api.deps import get_runtime
 from bandit_router.api.errors import ErrorBody, storing
-from bandit_router.api.logging import bind_decision
 from bandit_router.api.schemas import (
     AnswerIn,
     AnswerOut,
@@ -23,13 +18,10 @@ from bandit_router.api.schemas import (
     RouteResponse,
 )
 from bandit_router.api.strict_json import StrictJSONRoute
-from bandit_router.embed.service import text_hash
-from bandit_router.policy.decide import Choice
-from bandit_router.policy.pool import ModelSpec
-from bandit_router.routing import plan_decision
 from bandit_router.runtime import Runtime
 from bandit_router.services import audits as audit_service
-from bandit_router.services.errors import excerpt, names_excerpt
+from bandit_router.services.errors import excerpt
+from bandit_router.services.routing import Routed, select_candidates
 from bandit_router.store import proxy_log
 from bandit_router.store import repository as repo
 
@@ -37,118 +29,32 @@ router = APIRouter(tags=["routing"], route_class=StrictJSONRoute)
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def select_candidates(rt: Runtime, req: RouteRequest) -> list[ModelSpec]:
-    """The allow-list minus the exclusions, in pool order; unknown or disabled names are errors
-    (a model whose prices cannot be used counts as disabled: it is never routed)."""
-    for field, names in (("models", req.models), ("exclude", req.exclude)):
-        unknown = {n for n in names or [] if n not in rt.pool}
-        if unknown:
-            raise HTTPException(422, f"'{field}' names unknown models: {names_excerpt(unknown)}")
-    enabled = {m.name for m in rt.enabled_models}
-    disabled = {n for n in req.models or [] if n not in enabled}
-    if disabled:
-        raise HTTPException(422, f"'models' names disabled models: {names_excerpt(disabled)}")
-    allowed = set(req.models) if req.models is not None else None
-    excluded = set(req.exclude or [])
-    out = [
-        m
-        for m in rt.enabled_models
-        if (allowed is None or m.name in allowed) and m.name not in excluded
-    ]
-    if not out:
-        raise HTTPException(422, "no candidate model is left after 'models' and 'exclude'")
-    return out
-
-
-@dataclass(frozen=True)
-class Routed:
-    """A committed decision: what /v1/route returns and what the proxy forwards on."""
-
-    decision_id: str
-    choice: Choice
-    lam: float
-    policy_version: int
-    audited: bool = False  # drawn for a gold audit: the proxy keeps the answer for graders
-
-    def response(self) -> RouteResponse:
-        return RouteResponse(
-            decision_id=self.decision_id,
-            model=self.choice.model,
-            probability=self.choice.probability,
-            policy_version=self.policy_version,
-            lam=self.lam,
-            candidates=[
-                CandidateOut(
-                    model=c["model"],
-                    # The log keeps the regression's value; a client sees it on the 0-1 scale.
-                    predicted_quality=min(max(c["quality"], 0.0), 1.0),
-                    expected_cost_usd=c["cost_usd"],
-                    score=c["score"],
-                    probability=c["probability"],
-                )
-                for c in self.choice.candidates()
-            ],
-        )
-
-
-async def route_request(
-    rt: Runtime,
-    req: RouteRequest,
-    candidates: list[ModelSpec],
-    endpoint: str = "route",
-    record: Callable[[Connection, str], None] | None = None,
-) -> Routed:
-    """The one routing code path (/v1/route and the OpenAI-compatible proxy): embed, decide,
-    commit the decision before returning it; `record` writes more about it in the same
-    transaction (the proxy: what identifies the request, for its retries)."""
-    lam = (
-        req.lam
-        if req.lam is not None
-        else rt.settings.preset_lambda(req.preset or rt.settings.default_preset)
+def route_response(routed: Routed) -> RouteResponse:
+    return RouteResponse(
+        decision_id=routed.decision_id,
+        model=routed.choice.model,
+        probability=routed.choice.probability,
+        policy_version=routed.policy_version,
+        lam=routed.lam,
+        candidates=[
+            CandidateOut(
+                model=c["model"],
+                # The log keeps the regression's value; a client sees it on the 0-1 scale.
+                predicted_quality=min(max(c["quality"], 0.0), 1.0),
+                expected_cost_usd=c["cost_usd"],
+                score=c["score"],
+                probability=c["probability"],
+            )
+            for c in routed.choice.candidates()
+        ],
     )
-    text = req.query_text()
-    key = text_hash(text)
-    emb, _ = await rt.embedder.embed(text, key)
-    policy = rt.policy
-    assert policy is not None
-    input_tokens = max(1, round(len(req.full_text()) / rt.settings.chars_per_token))
-    decision_id = uuid.uuid4().hex
-    bind_decision(decision_id)
-    planned = plan_decision(
-        policy,
-        decision_id,
-        emb,
-        candidates,
-        rt.enabled_models,
-        input_tokens,
-        lam,
-        rt.settings,
-        rt.exploration,
-        prompt_hash=key,
-        prompt=req.full_text() if rt.settings.store_prompts else None,
-        preset=req.preset,
-    )
-    choice, row, audited = planned.choice, planned.row, planned.audited
-
-    # Kept for the grader even with STORE_PROMPTS=false (services/audits.py says what is kept).
-    audit_prompt = req.transcript() if audited else None
-
-    def write(conn: Connection) -> None:
-        repo.insert_decision(conn, row, audited, audit_prompt)
-        if record is not None:
-            record(conn, decision_id)
-
-    await rt.writer.write(write)
-    metrics.record_decision(choice.model, endpoint)
-    if audited:
-        metrics.record_audit("selected")
-    return Routed(decision_id, choice, lam, policy.version, audited)
 
 
 @router.post("/v1/route", response_model=RouteResponse, response_model_by_alias=True)
 async def route(req: RouteRequest, rt: RuntimeDep) -> RouteResponse:
-    routed = await route_request(rt, req, select_candidates(rt, req))
-    return routed.response()
+    snapshot = rt.snapshot
+    candidates = select_candidates(snapshot, req.models, req.exclude)
+    return route_response(await rt.routing.route(req.query(), candidates, snapshot))
 
 
 @router.get(

@@ -26,12 +26,12 @@ from bandit_router.jobs.update import run_update
 from bandit_router.policy.decide import Policy
 from bandit_router.policy.pool import ModelSpec
 from bandit_router.policy.rewards import to_reward
-from bandit_router.routing import exploration_config, plan_decision
 from bandit_router.runtime import prepare_database
+from bandit_router.services.feedback import feedback_row
 from bandit_router.services.policies import load_policy
+from bandit_router.services.routing import exploration_config, plan_decision
 from bandit_router.store import repository as repo
 from bandit_router.store.db import make_engine
-from bandit_router.store.rows import feedback_row
 
 
 @dataclass(frozen=True)
