@@ -21,6 +21,7 @@ from bandit_router.jobs.runner import JOBS, JobRunner
 from bandit_router.policy.decide import Policy
 from bandit_router.policy.pool import ModelSpec, ModelSpecIn, PoolFileError, load_pool_file
 from bandit_router.services.admin import Admin
+from bandit_router.services.feedback import FeedbackService
 from bandit_router.services.policies import ensure_active_policy, load_policy
 from bandit_router.services.pool import key_env_refused, model_warnings, numbers_problem
 from bandit_router.services.routing import RoutingService, Snapshot
@@ -70,6 +71,7 @@ class Runtime:
         self._fingerprint: tuple[Any, Any] = (None, None)
         self.refresh()
         self.routing = RoutingService(settings, self.embedder, self.writer, lambda: self.snapshot)
+        self.feedback = FeedbackService(self.engine, self.writer, lambda: self.snapshot)
         for model in self.pool.values():  # what the first request would otherwise find out
             for warning in model_warnings(model, settings) if model.enabled else []:
                 log.warning("model %s: %s", model.name, warning)
