@@ -24,6 +24,7 @@ from bandit_router.services.admin import Admin
 from bandit_router.services.feedback import FeedbackService
 from bandit_router.services.policies import ensure_active_policy, load_policy
 from bandit_router.services.pool import key_env_refused, model_warnings, numbers_problem
+from bandit_router.services.proxy import ProxyRecords
 from bandit_router.services.routing import RoutingService, Snapshot
 from bandit_router.store import repository as repo
 from bandit_router.store.db import (
@@ -72,6 +73,7 @@ class Runtime:
         self.refresh()
         self.routing = RoutingService(settings, self.embedder, self.writer, lambda: self.snapshot)
         self.feedback = FeedbackService(self.engine, self.writer, lambda: self.snapshot)
+        self.proxy = ProxyRecords(self.engine, self.writer, settings)
         for model in self.pool.values():  # what the first request would otherwise find out
             for warning in model_warnings(model, settings) if model.enabled else []:
                 log.warning("model %s: %s", model.name, warning)

@@ -9,9 +9,10 @@ import time
 import pytest
 from sqlalchemy import select
 
-from bandit_router.api.auth import BindRefused, check_bind_allowed, has_api_keys, is_loopback
+from bandit_router.api.auth import BindRefused, check_bind_allowed, is_loopback
 from bandit_router.api.logging import JsonFormatter
 from bandit_router.config import ConfigError, Settings
+from bandit_router.services.keys import has_api_keys
 from bandit_router.store import api_keys as store
 
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

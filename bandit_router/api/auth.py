@@ -13,18 +13,16 @@ import contextlib
 import ipaddress
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bandit_router import telemetry as metrics
 from bandit_router.api.errors import error_response
 from bandit_router.api.openapi import is_open
 from bandit_router.config import ConfigError, Settings
-from bandit_router.store import api_keys as store
-from bandit_router.store.db import make_engine
+from bandit_router.services.keys import KeyCache, KeyInfo
 from bandit_router.telemetry import bind_key
 
 log = logging.getLogger(__name__)
@@ -32,43 +30,6 @@ log = logging.getLogger(__name__)
 # Which roles may call a path: admin can do everything; client and grader are disjoint.
 GRANTS = {"client": {"client", "admin"}, "grader": {"grader", "admin"}, "admin": {"admin"}}
 SCOPE_KEY = "bandit_router.api_key"
-
-
-@dataclass(frozen=True)
-class KeyInfo:
-    id: int
-    prefix: str
-    role: str
-    name: str | None
-    revoked: bool
-
-
-class KeyCache:
-    """All keys by hash. `refresh` swaps the whole dict, so readers never see a half-built one."""
-
-    def __init__(self) -> None:
-        self._by_hash: dict[str, KeyInfo] = {}
-
-    @property
-    def has_keys(self) -> bool:
-        return bool(self._by_hash)
-
-    def lookup(self, key: str) -> KeyInfo | None:
-        return self._by_hash.get(store.hash_key(key))
-
-    def by_hash(self, key_hash: str) -> KeyInfo | None:
-        """For the console's session cookie, which holds the key's hash, never the key."""
-        return self._by_hash.get(key_hash)
-
-    def refresh(self, engine: Engine) -> None:
-        with engine.connect() as conn:
-            rows = store.key_hashes(conn)
-        self._by_hash = {
-            r["key_hash"]: KeyInfo(
-                r["id"], r["prefix"], r["role"], r["name"], r["revoked_at"] is not None
-            )
-            for r in rows
-        }
 
 
 def required_role(path: str) -> str:
@@ -210,18 +171,6 @@ def check_bind_allowed(settings: Settings, host: str, has_keys: bool) -> None:
         "--role admin`), or set BANDIT_ROUTER_AUTH_DISABLED=true to run open on purpose (e.g. "
         "behind a gateway that authenticates), or listen on 127.0.0.1"
     )
-
-
-def has_api_keys(database_url: str) -> bool:
-    """Whether any key was ever created (revoked ones count: auth stays on). For `serve`."""
-    engine = make_engine(database_url)
-    try:
-        if not inspect(engine).has_table(store.ApiKey.__tablename__):
-            return False  # a database not migrated yet has no keys
-        with engine.connect() as conn:
-            return store.count_keys(conn) > 0
-    finally:
-        engine.dispose()
 
 
 def request_key(scope: Scope | Any) -> KeyInfo | None:

@@ -16,31 +16,27 @@ from typing import Annotated, Any
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
 from fastapi.responses import Response, StreamingResponse
-from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from bandit_router import telemetry as metrics
 from bandit_router.api.auth import request_key
 from bandit_router.api.deps import get_runtime
 from bandit_router.api.errors import ErrorBody
-from bandit_router.api.retries import (
-    RETRY_HEADER,
-    KeyReused,
-    ProxyCall,
-    earlier_decision,
-    proxy_call,
-    routed_again,
-)
 from bandit_router.api.schemas import ChatRequest
 from bandit_router.api.strict_json import StrictJSONRoute
 from bandit_router.config import Settings
 from bandit_router.policy.decide import Choice
 from bandit_router.policy.pool import ModelSpec
 from bandit_router.runtime import Runtime
-from bandit_router.services import audits as audit_service
 from bandit_router.services.pool import key_env_refused
+from bandit_router.services.proxy import (
+    RETRY_HEADER,
+    KeyReused,
+    ProxyCall,
+    proxy_call,
+    routed_again,
+)
 from bandit_router.services.routing import Routed, select_candidates
-from bandit_router.store import proxy_log
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["proxy"], route_class=StrictJSONRoute)
@@ -194,27 +190,6 @@ def count_tokens(usage: int | None, chars: int | None, chars_per_token: float) -
     return None if chars is None else round(chars / chars_per_token)
 
 
-async def record_answer(
-    rt: Runtime,
-    decision_id: str,
-    served: str | None,
-    status: int,
-    attempts: list[dict[str, Any]],
-    output_tokens: int | None = None,
-) -> None:
-    row = {
-        "decision_id": decision_id,
-        "served_model": served,
-        "status": status,
-        "attempts": attempts,
-        "output_tokens": output_tokens,
-    }
-    try:
-        await rt.writer.write(lambda conn: proxy_log.record_answer(conn, row))
-    except Exception as exc:  # the upstream answer is already paid for: never lose it over this
-        log.warning("could not record which model answered: %s", exc)
-
-
 class StreamLength:
     """Counts a streamed answer's length from its server-sent events as they pass through: the
     upstream's usage count when it sends one (stream_options.include_usage), else the delta
@@ -282,20 +257,11 @@ def relay(
     decision_id = routed.decision_id
     headers = {DECISION_HEADER: decision_id, MODEL_HEADER: served}
     media_type = response.headers.get("content-type")
-    keep = response.is_success and audit_service.keeps_text(routed.audited, rt.settings)
+    keep = response.is_success and rt.proxy.keeps_text(routed)
     if stream:
 
         def record_end(length: StreamLength) -> None:
-            # After the answer went out: nobody waits for this write, and losing it loses a
-            # bias feature (or an audit's answer, which a client can still attach).
-            tokens, text = length.tokens(), length.text()
-
-            def write(conn: Connection) -> None:
-                proxy_log.set_output_tokens(conn, decision_id, tokens)
-                if text is not None:
-                    audit_service.store_answer(conn, decision_id, text, rt.settings)
-
-            rt.writer.submit(write)
+            rt.proxy.stream_ended(decision_id, length.tokens(), length.text())
 
         length = StreamLength(rt.settings.chars_per_token, keep_text=keep)
         return StreamingResponse(
@@ -316,16 +282,8 @@ def answer_text(response: httpx.Response) -> str | None:
 async def keep_answer(rt: Runtime, routed: Routed, response: httpx.Response) -> None:
     """Keep an audited decision's whole answer for its grader (a stream's is kept as it ends)."""
     text = answer_text(response)
-    if text is None or not response.is_success:
-        return
-    if not audit_service.keeps_text(routed.audited, rt.settings):
-        return
-    try:
-        await rt.writer.write(
-            lambda conn: audit_service.store_answer(conn, routed.decision_id, text, rt.settings)
-        )
-    except Exception as exc:  # the answer is paid for and the client waits: never fail it here
-        log.warning("could not keep the audited answer: %s", exc)
+    if text is not None and response.is_success:
+        await rt.proxy.keep_answer(routed, text)
 
 
 # --- the endpoint -------------------------------------------------------------------------------
@@ -387,7 +345,7 @@ async def chat_completions(
     routed, specs = await _decision_for(rt, call, req)
     served, response, attempts = await first_answer(request.app.state.upstream, specs, routed, body)
     if served is None or response is None:
-        await record_answer(rt, routed.decision_id, None, 502, attempts)
+        await rt.proxy.record_answer(routed.decision_id, None, 502, attempts)
         failures = "; ".join(f"{a['model']}: {a['error']}" for a in attempts) or (
             "none of its candidates has an upstream any more"
         )
@@ -398,7 +356,7 @@ async def chat_completions(
         )
     stream = body.get("stream") is True
     tokens = answer_tokens(response, stream, rt.settings.chars_per_token)
-    await record_answer(rt, routed.decision_id, served, response.status_code, attempts, tokens)
+    await rt.proxy.record_answer(routed.decision_id, served, response.status_code, attempts, tokens)
     if not stream:
         await keep_answer(rt, routed, response)
     return relay(rt, response, routed, served, stream)
@@ -423,9 +381,7 @@ async def _decision_for(
                 candidates,
                 snapshot,
                 endpoint="proxy",
-                record=lambda conn, decision_id: proxy_log.record_request(
-                    conn, call.row(decision_id)
-                ),
+                record=rt.proxy.request_recorder(call),
             )
         except IntegrityError:
             if call.key is None:
@@ -437,7 +393,6 @@ async def _decision_for(
 
 def _earlier(rt: Runtime, call: ProxyCall) -> dict[str, Any] | None:
     try:
-        with rt.engine.connect() as conn:
-            return earlier_decision(conn, call)
+        return rt.proxy.earlier(call)
     except KeyReused as exc:
         raise HTTPException(409, str(exc), headers={"x-should-retry": "false"}) from None

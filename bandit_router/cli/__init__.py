@@ -58,7 +58,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def _bind_refused(settings: Settings, host: str) -> str | None:
     """An open service (no API key) may listen on loopback only; see api/auth.py."""
-    from bandit_router.api.auth import BindRefused, check_bind_allowed, has_api_keys, is_loopback
+    from bandit_router.api.auth import BindRefused, check_bind_allowed, is_loopback
+    from bandit_router.services.keys import has_api_keys
 
     try:
         has_keys = not is_loopback(host) and has_api_keys(settings.database_url)

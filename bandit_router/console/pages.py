@@ -16,11 +16,11 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from bandit_router.api.auth import KeyInfo
 from bandit_router.console import service
 from bandit_router.console.session import COOKIE, Signer, console_key, login_key, same_origin
 from bandit_router.runtime import Runtime
 from bandit_router.services.audits import Grader
+from bandit_router.services.keys import KeyInfo
 
 PREFIX = "/console"
 router = APIRouter(prefix=PREFIX, include_in_schema=False)

@@ -19,8 +19,9 @@ from urllib.parse import urlsplit
 
 from fastapi import Request
 
-from bandit_router.api.auth import KeyCache, KeyInfo, auth_enforced
+from bandit_router.api.auth import auth_enforced
 from bandit_router.config import Settings
+from bandit_router.services.keys import KeyCache, KeyInfo
 from bandit_router.store.api_keys import hash_key
 
 COOKIE = "br_console"

@@ -1,4 +1,6 @@
-"""A retried proxy request reuses the decision of the request it repeats.
+"""What the OpenAI-compatible proxy records beyond the routing log, and its retries.
+
+A retried proxy request reuses the decision of the request it repeats.
 
 Clients retry: OpenAI's SDKs retry a 502 twice by themselves, and each try used to log a decision
 of its own, three decisions for one question with no answer. A request names what it repeats by
@@ -13,19 +15,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
-from bandit_router.api.errors import excerpt
+from bandit_router.config import Settings
 from bandit_router.policy.decide import Choice
+from bandit_router.services import audits
+from bandit_router.services.errors import excerpt
 from bandit_router.services.routing import Routed
 from bandit_router.store import proxy_log
 from bandit_router.store import repository as repo
 from bandit_router.store.models import utcnow
+from bandit_router.store.writer import GroupCommitWriter
+
+log = logging.getLogger(__name__)
 
 RETRY_HEADER = "x-stainless-retry-count"
 # OpenAI's SDKs wait at most 8 s between tries, but each try may run to the client's timeout.
@@ -108,3 +117,70 @@ def routed_again(decision: dict[str, Any]) -> Routed:
         decision["policy_version"],
         bool(decision["audit_selected"]),
     )
+
+
+class ProxyRecords:
+    """The proxy's writes: a request's identity (with its decision), who answered, and an
+    audited answer's text for its grader. None of them may fail an answer already paid for."""
+
+    def __init__(self, engine: Engine, writer: GroupCommitWriter, settings: Settings) -> None:
+        self.engine = engine
+        self.writer = writer
+        self.settings = settings
+
+    def earlier(self, call: ProxyCall) -> dict[str, Any] | None:
+        """The decision a retried request repeats (KeyReused: its key came with another body)."""
+        with self.engine.connect() as conn:
+            return earlier_decision(conn, call)
+
+    @staticmethod
+    def request_recorder(call: ProxyCall) -> Callable[[Connection, str], None]:
+        """Writes the request's identity in its decision's transaction."""
+        return lambda conn, decision_id: proxy_log.record_request(conn, call.row(decision_id))
+
+    async def record_answer(
+        self,
+        decision_id: str,
+        served: str | None,
+        status: int,
+        attempts: list[dict[str, Any]],
+        output_tokens: int | None = None,
+    ) -> None:
+        row = {
+            "decision_id": decision_id,
+            "served_model": served,
+            "status": status,
+            "attempts": attempts,
+            "output_tokens": output_tokens,
+        }
+        try:
+            await self.writer.write(lambda conn: proxy_log.record_answer(conn, row))
+        except Exception as exc:  # the upstream answer is already paid for: never lose it here
+            log.warning("could not record which model answered: %s", exc)
+
+    def keeps_text(self, routed: Routed) -> bool:
+        return audits.keeps_text(routed.audited, self.settings)
+
+    async def keep_answer(self, routed: Routed, text: str) -> None:
+        """Keep an audited decision's whole answer for its grader."""
+        if not self.keeps_text(routed):
+            return
+        decision_id, settings = routed.decision_id, self.settings
+        try:
+            await self.writer.write(
+                lambda conn: audits.store_answer(conn, decision_id, text, settings)
+            )
+        except Exception as exc:  # the answer is paid for and the client waits: never fail it
+            log.warning("could not keep the audited answer: %s", exc)
+
+    def stream_ended(self, decision_id: str, tokens: int, text: str | None) -> None:
+        """After a stream went out: nobody waits for this write, and losing it loses a bias
+        feature (or an audit's answer, which a client can still attach)."""
+        settings = self.settings
+
+        def write(conn: Connection) -> None:
+            proxy_log.set_output_tokens(conn, decision_id, tokens)
+            if text is not None:
+                audits.store_answer(conn, decision_id, text, settings)
+
+        self.writer.submit(write)
