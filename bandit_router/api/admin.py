@@ -19,11 +19,10 @@ from bandit_router.api.schemas import (
     TimeIn,
 )
 from bandit_router.api.strict_json import StrictJSONRoute
-from bandit_router.audit.report import Report
-from bandit_router.jobs.runner import JOBS
 from bandit_router.runtime import Runtime
 from bandit_router.services import audits as audit_service
-from bandit_router.services.admin import Admin
+from bandit_router.services.admin import JOB_KINDS, Admin
+from bandit_router.services.audits import Report
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=StrictJSONRoute)
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
@@ -85,7 +84,7 @@ def activate_policy(version: int, admin: AdminDep) -> dict[str, Any]:
     return admin.activate_policy(version)
 
 
-JobKind = Annotated[str, Path(json_schema_extra={"enum": sorted(JOBS)})]
+JobKind = Annotated[str, Path(json_schema_extra={"enum": sorted(JOB_KINDS)})]
 
 
 @router.post("/jobs/{kind}", status_code=202, response_model=JobOut, responses=NOT_FOUND)

@@ -22,7 +22,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
 
 from bandit_router import telemetry as metrics
-from bandit_router.embed.service import EncoderOverloaded
 from bandit_router.services.errors import (
     Conflict,
     DomainError,
@@ -30,6 +29,7 @@ from bandit_router.services.errors import (
     NotFound,
     excerpt,
 )
+from bandit_router.services.routing import EncoderOverloaded
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,6 @@ from bandit_router.api.errors import ErrorBody
 from bandit_router.api.schemas import ChatRequest
 from bandit_router.api.strict_json import StrictJSONRoute
 from bandit_router.config import Settings
-from bandit_router.policy.decide import Choice
-from bandit_router.policy.pool import ModelSpec
 from bandit_router.runtime import Runtime
 from bandit_router.services.pool import key_env_refused
 from bandit_router.services.proxy import (
@@ -36,7 +34,7 @@ from bandit_router.services.proxy import (
     proxy_call,
     routed_again,
 )
-from bandit_router.services.routing import Routed, select_candidates
+from bandit_router.services.routing import Choice, ModelSpec, Routed, select_candidates
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["proxy"], route_class=StrictJSONRoute)

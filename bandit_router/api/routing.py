@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Response
-from sqlalchemy import Connection
+from fastapi import APIRouter, Depends, Response
 
 from bandit_router.api.deps import get_runtime
 from bandit_router.api.errors import ErrorBody, storing
@@ -20,10 +19,7 @@ from bandit_router.api.schemas import (
 from bandit_router.api.strict_json import StrictJSONRoute
 from bandit_router.runtime import Runtime
 from bandit_router.services import audits as audit_service
-from bandit_router.services.errors import excerpt
 from bandit_router.services.routing import Routed, select_candidates
-from bandit_router.store import proxy_log
-from bandit_router.store import repository as repo
 
 router = APIRouter(tags=["routing"], route_class=StrictJSONRoute)
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
@@ -64,8 +60,7 @@ async def route(req: RouteRequest, rt: RuntimeDep) -> RouteResponse:
     responses={404: {"model": ErrorBody, "description": "no such decision"}},
 )
 def get_decision(decision_id: str, rt: RuntimeDep) -> dict[str, Any]:
-    with rt.engine.connect() as conn:
-        return decision_view(conn, decision_id)
+    return rt.routing.decision_record(decision_id)
 
 
 @router.post(
@@ -92,13 +87,3 @@ def attach_answer(
     return AnswerOut(
         decision_id=decision_id, status="created" if status == "created" else "replaced"
     )
-
-
-def decision_view(conn: Connection, decision_id: str) -> dict[str, Any]:
-    row = repo.get_decision(conn, decision_id)
-    if row is None:
-        raise HTTPException(404, f"decision {excerpt(decision_id, 64)} does not exist")
-    row.pop("embedding")
-    row["feedback"] = repo.list_feedback(conn, decision_id)
-    row["proxy"] = proxy_log.get_answer(conn, decision_id)  # who answered, if it was proxied
-    return row

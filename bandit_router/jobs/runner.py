@@ -16,6 +16,7 @@ from bandit_router.config import Settings
 from bandit_router.jobs.retention import run_retention
 from bandit_router.jobs.retrain import run_retrain
 from bandit_router.jobs.update import run_update
+from bandit_router.services.admin import JOB_KINDS
 from bandit_router.services.audits import run_upkeep
 from bandit_router.store import repository as repo
 from bandit_router.store.models import Job, utcnow
@@ -29,6 +30,7 @@ JOBS: dict[str, JobFn] = {
     "retention": run_retention,
     "audits": run_upkeep,
 }
+assert set(JOBS) == set(JOB_KINDS), "services/admin.py names the jobs an admin may start"
 # Periodic jobs: kind -> the Settings field holding its interval in seconds.
 SCHEDULE: dict[str, str] = {
     "update": "update_interval_seconds",

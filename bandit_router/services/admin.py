@@ -16,6 +16,8 @@ from bandit_router.services.errors import Conflict, Invalid, NotFound, excerpt
 from bandit_router.services.pool import key_env_refused, model_warnings
 from bandit_router.store import repository as repo
 
+# The jobs an admin may start (jobs/runner.py runs exactly these).
+JOB_KINDS = ("update", "retrain", "retention", "audits")
 # Ids are 32-bit in PostgreSQL; a larger one names nothing (and must not reach the database).
 MAX_ID = 2**31 - 1
 

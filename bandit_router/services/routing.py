@@ -13,19 +13,23 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from bandit_router import telemetry
 from bandit_router.audit.sampling import audit_probability, selected_for_audit
 from bandit_router.config import Settings
-from bandit_router.embed.service import EmbeddingService, text_hash
+from bandit_router.embed.service import EmbeddingService, EncoderOverloaded, text_hash
 from bandit_router.policy.decide import Choice, Policy, decide
 from bandit_router.policy.exploration import ExplorationConfig
 from bandit_router.policy.pool import ModelSpec
-from bandit_router.services.errors import Invalid, names_excerpt
+from bandit_router.services.errors import Invalid, NotFound, excerpt, names_excerpt
+from bandit_router.store import proxy_log
 from bandit_router.store import repository as repo
 from bandit_router.store.models import utcnow
 from bandit_router.store.writer import GroupCommitWriter
+
+# What the HTTP layer names without importing the layers below the services.
+__all__ = ["Choice", "EncoderOverloaded", "ModelSpec", "Policy", "Query", "Routed", "Snapshot"]
 
 
 @dataclass(frozen=True)
@@ -186,15 +190,29 @@ class RoutingService:
     def __init__(
         self,
         settings: Settings,
+        engine: Engine,
         embedder: EmbeddingService,
         writer: GroupCommitWriter,
         snapshot: Callable[[], Snapshot],
     ) -> None:
         self.settings = settings
+        self.engine = engine
         self.embedder = embedder
         self.writer = writer
         self.snapshot = snapshot
         self.exploration = exploration_config(settings)
+
+    def decision_record(self, decision_id: str) -> dict[str, Any]:
+        """A decision as logged (without its embedding), its feedback, and who answered it if it
+        was proxied: what GET /v1/decisions/{id} shows."""
+        with self.engine.connect() as conn:
+            row = repo.get_decision(conn, decision_id)
+            if row is None:
+                raise NotFound(f"decision {excerpt(decision_id, 64)} does not exist")
+            row.pop("embedding")
+            row["feedback"] = repo.list_feedback(conn, decision_id)
+            row["proxy"] = proxy_log.get_answer(conn, decision_id)
+        return row
 
     def lam_of(self, query: Query) -> float:
         if query.lam is not None:
