@@ -99,14 +99,6 @@ class EmbeddingService:
         self._queue.put((text, key, fut))
         return await asyncio.wrap_future(fut), False
 
-    def embed_sync(self, text: str) -> np.ndarray:
-        key = text_hash(text)
-        vec = self.cache.get(key)
-        if vec is None:
-            vec = self.encoder.encode([text])[0]
-            self.cache.put(key, vec)
-        return vec
-
     def close(self) -> None:
         for _ in self._threads:
             self._queue.put(_STOP)

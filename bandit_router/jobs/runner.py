@@ -19,7 +19,7 @@ from bandit_router.jobs.update import run_update
 from bandit_router.services.admin import JOB_KINDS
 from bandit_router.services.audits import run_upkeep
 from bandit_router.store import repository as repo
-from bandit_router.store.models import Job, utcnow
+from bandit_router.store.models import Job, JobStatus, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -89,17 +89,17 @@ class JobRunner:
                 repo.start_job(conn, job_id)
             result = self._jobs[kind](self._engine, self._settings)
             result["duration_s"] = round(time.perf_counter() - started, 3)
-            status, error = "succeeded", None
+            status, error = JobStatus.SUCCEEDED, None
         except Exception as exc:
             log.error("job %s (%s) failed: %s", job_id, kind, exc)
             result = {"duration_s": round(time.perf_counter() - started, 3)}
-            status, error = "failed", "".join(traceback.format_exception_only(exc)).strip()
+            status, error = JobStatus.FAILED, "".join(traceback.format_exception_only(exc)).strip()
         finally:
             with self._lock:
                 self._pending.pop(kind, None)
         with self._engine.begin() as conn:
             repo.finish_job(conn, job_id, status, result, error)
-        if status == "succeeded" and self._on_success is not None:
+        if status == JobStatus.SUCCEEDED and self._on_success is not None:
             self._on_success()  # serve a freshly published policy now, not at the next poll
         return result
 
@@ -112,7 +112,11 @@ def fail_interrupted_jobs(engine: Engine) -> int:
     with engine.begin() as conn:
         res = conn.execute(
             update(Job)
-            .where(Job.status.in_(("queued", "running")))
-            .values(status="failed", finished_at=utcnow(), error="interrupted: the process stopped")
+            .where(Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))
+            .values(
+                status=JobStatus.FAILED,
+                finished_at=utcnow(),
+                error="interrupted: the process stopped",
+            )
         )
     return int(res.rowcount or 0)

@@ -27,10 +27,10 @@ from bandit_router.config import Settings
 from bandit_router.policy.pool import ModelSpec
 from bandit_router.services.errors import Conflict, Invalid, NotFound
 from bandit_router.store import repository as repo
-from bandit_router.store.models import utcnow
+from bandit_router.store.models import AuditStatus, utcnow
 
 PAGE = 2000  # decisions read per query while building a report
-OPEN_REVIEW = ("pending", "claimed")
+OPEN_REVIEW = (AuditStatus.PENDING, AuditStatus.CLAIMED)
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def _stored_prompt(conn: Connection, decision_id: str) -> str | None:
 
 
 def fully_graded(audit: dict[str, Any]) -> bool:
-    return audit["status"] == "graded" and audit["review_status"] not in OPEN_REVIEW
+    return audit["status"] == AuditStatus.GRADED and audit["review_status"] not in OPEN_REVIEW
 
 
 def purge_texts(engine: Engine, settings: Settings, now: datetime | None = None) -> int:
@@ -187,7 +187,7 @@ def _grade(conn: Connection, settings: Settings, grader: Grader, given: Grade) -
             f"decision {given.decision_id} was not selected for a gold audit; its audit "
             "probability must be known for unbiased estimates (import offline gold instead)"
         )
-    if audit["status"] != "graded":
+    if audit["status"] != AuditStatus.GRADED:
         return _first_grade(conn, settings, grader, given, audit)
     if audit["grader_id"] == grader.identity:
         return _repeat(given, audit["score"], 1)
@@ -199,7 +199,7 @@ def _first_grade(
 ) -> GradeOutcome:
     _check_claim(audit["claimed_by"], audit["claim_expires_at"], grader, given.decision_id)
     wanted = selected_for_review(given.decision_id, settings.audit_double_grade_rate)
-    review = "pending" if wanted else None
+    review = AuditStatus.PENDING if wanted else None
     if not repo.grade_audit(conn, given.decision_id, given.score, grader.identity, review):
         raise Conflict(f"decision {given.decision_id} was graded by another grader meanwhile")
     repo.insert_grade(conn, _grade_row(grader, given, 1))
@@ -211,7 +211,7 @@ def _first_grade(
 def _second_grade(
     conn: Connection, grader: Grader, given: Grade, audit: dict[str, Any]
 ) -> GradeOutcome:
-    if audit["review_status"] == "graded":
+    if audit["review_status"] == AuditStatus.GRADED:
         second = repo.get_grade(conn, given.decision_id, 2)
         if second is not None and second["grader"] == grader.identity:
             return _repeat(given, second["score"], 2)

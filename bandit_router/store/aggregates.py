@@ -10,7 +10,16 @@ from typing import Any
 
 from sqlalchemy import Connection, Integer, and_, cast, func, or_, select, update
 
-from bandit_router.store.models import Audit, AuditGrade, Decision, Feedback, Job, LLMModel
+from bandit_router.store.models import (
+    Audit,
+    AuditGrade,
+    AuditStatus,
+    Decision,
+    Feedback,
+    Job,
+    JobStatus,
+    LLMModel,
+)
 
 # Exploration is read from each decision's candidates (JSON); this many newest decisions bound it.
 EXPLORATION_SAMPLE = 5000
@@ -101,7 +110,7 @@ def bias_runs(conn: Connection, limit: int = 50) -> list[dict[str, Any]]:
     """Successful retraining runs that estimated the feedback bias, oldest first."""
     stmt = (
         select(Job.id, Job.finished_at, Job.result)
-        .where(Job.kind == "retrain", Job.status == "succeeded")
+        .where(Job.kind == "retrain", Job.status == JobStatus.SUCCEEDED)
         .order_by(Job.id.desc())
         .limit(limit * 4)  # runs with too few events carry no estimate
     )
@@ -119,15 +128,20 @@ def claimed_by(conn: Connection, grader: str, now: datetime) -> list[dict[str, A
     """This grader's live claims, oldest first, each with its round (1: a first grade, 2: a
     second opinion): the batch the workbench walks through."""
     first = and_(
-        Audit.status == "claimed", Audit.claimed_by == grader, Audit.claim_expires_at >= now
+        Audit.status == AuditStatus.CLAIMED,
+        Audit.claimed_by == grader,
+        Audit.claim_expires_at >= now,
     )
     second = and_(
-        Audit.review_status == "claimed",
+        Audit.review_status == AuditStatus.CLAIMED,
         Audit.review_claimed_by == grader,
         Audit.review_claim_expires_at >= now,
     )
     stmt = select(Audit.__table__).where(or_(first, second)).order_by(Audit.id)
-    return [{**r._mapping, "round": 1 if r.status == "claimed" else 2} for r in conn.execute(stmt)]
+    return [
+        {**r._mapping, "round": 1 if r.status == AuditStatus.CLAIMED else 2}
+        for r in conn.execute(stmt)
+    ]
 
 
 def grades_of(conn: Connection, decision_id: str) -> list[dict[str, Any]]:

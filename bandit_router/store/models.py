@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -25,6 +26,21 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class AuditStatus(StrEnum):
+    """An audit's first grade (`status`) and its optional second one (`review_status`)."""
+
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    GRADED = "graded"
 
 
 class Base(DeclarativeBase):
@@ -158,7 +174,7 @@ class Audit(Base):
         ForeignKey("decisions.id", ondelete="CASCADE"), unique=True
     )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending | claimed | graded
+    status: Mapped[str] = mapped_column(String(20), default=AuditStatus.PENDING)
     claimed_by: Mapped[str | None] = mapped_column(String(200), default=None)
     claim_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     score: Mapped[float | None] = mapped_column(Float, default=None)

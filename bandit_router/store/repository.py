@@ -13,11 +13,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from bandit_router.store.models import (
     Audit,
     AuditGrade,
+    AuditStatus,
     AuditText,
     DailyAggregate,
     Decision,
     Feedback,
     Job,
+    JobStatus,
     LLMModel,
     OfflineGold,
     PolicyVersion,
@@ -242,13 +244,17 @@ def activate_policy(conn: Connection, version: int) -> None:
 
 
 def create_job(conn: Connection, kind: str, trigger: str) -> int:
-    res = conn.execute(insert(Job).values(kind=kind, status="queued", trigger=trigger, result={}))
+    res = conn.execute(
+        insert(Job).values(kind=kind, status=JobStatus.QUEUED, trigger=trigger, result={})
+    )
     assert res.inserted_primary_key is not None
     return int(res.inserted_primary_key[0])
 
 
 def start_job(conn: Connection, job_id: int) -> None:
-    conn.execute(update(Job).where(Job.id == job_id).values(status="running", started_at=utcnow()))
+    conn.execute(
+        update(Job).where(Job.id == job_id).values(status=JobStatus.RUNNING, started_at=utcnow())
+    )
 
 
 def finish_job(
@@ -276,7 +282,7 @@ def latest_bias_job(conn: Connection) -> dict[str, Any] | None:
     few events succeeds without an estimate)."""
     stmt = (
         select(Job.__table__)
-        .where(Job.kind == "retrain", Job.status == "succeeded")
+        .where(Job.kind == "retrain", Job.status == JobStatus.SUCCEEDED)
         .order_by(Job.id.desc())
         .limit(200)
     )
@@ -290,13 +296,6 @@ def latest_bias(conn: Connection) -> dict[str, Any]:
     """Per model, the newest estimated feedback bias (gold − preference, with its interval)."""
     job = latest_bias_job(conn)
     return dict(job["result"]["bias"]) if job else {}
-
-
-def running_job(conn: Connection, kind: str) -> dict[str, Any] | None:
-    row = conn.execute(
-        select(Job.__table__).where(Job.kind == kind, Job.status.in_(("queued", "running")))
-    ).first()
-    return dict(row._mapping) if row else None
 
 
 # --- change detection for other processes -----------------------------------------------------
@@ -313,21 +312,21 @@ def state_fingerprint(conn: Connection) -> tuple[int | None, Any]:
 
 
 def insert_audit(conn: Connection, decision_id: str) -> None:
-    conn.execute(insert(Audit), {"decision_id": decision_id, "status": "pending"})
+    conn.execute(insert(Audit), {"decision_id": decision_id, "status": AuditStatus.PENDING})
 
 
 def _claimable(now: datetime) -> Any:
     return or_(
-        Audit.status == "pending",
-        and_(Audit.status == "claimed", Audit.claim_expires_at < now),
+        Audit.status == AuditStatus.PENDING,
+        and_(Audit.status == AuditStatus.CLAIMED, Audit.claim_expires_at < now),
     )
 
 
 def _reviewable(now: datetime, grader: str | None) -> Any:
     """Graded audits waiting for a second grade; never offered to their first grader."""
     open_review = or_(
-        Audit.review_status == "pending",
-        and_(Audit.review_status == "claimed", Audit.review_claim_expires_at < now),
+        Audit.review_status == AuditStatus.PENDING,
+        and_(Audit.review_status == AuditStatus.CLAIMED, Audit.review_claim_expires_at < now),
     )
     return open_review if grader is None else and_(open_review, Audit.grader_id != grader)
 
@@ -358,7 +357,7 @@ def claim_audits(conn: Connection, grader_id: str, limit: int, lease: timedelta)
     now = utcnow()
     pick = select(Audit.id).where(_claimable(now)).order_by(Audit.id).limit(limit)
     claim = update(Audit).values(
-        status="claimed", claimed_by=grader_id, claim_expires_at=now + lease
+        status=AuditStatus.CLAIMED, claimed_by=grader_id, claim_expires_at=now + lease
     )
     return _claim(conn, pick, claim)
 
@@ -368,7 +367,9 @@ def claim_reviews(conn: Connection, grader: str, limit: int, lease: timedelta) -
     now = utcnow()
     pick = select(Audit.id).where(_reviewable(now, grader)).order_by(Audit.id).limit(limit)
     claim = update(Audit).values(
-        review_status="claimed", review_claimed_by=grader, review_claim_expires_at=now + lease
+        review_status=AuditStatus.CLAIMED,
+        review_claimed_by=grader,
+        review_claim_expires_at=now + lease,
     )
     return _claim(conn, pick, claim)
 
@@ -404,9 +405,9 @@ def grade_audit(
     False when another grader's grade got there first."""
     res = conn.execute(
         update(Audit)
-        .where(Audit.decision_id == decision_id, Audit.status != "graded")
+        .where(Audit.decision_id == decision_id, Audit.status != AuditStatus.GRADED)
         .values(
-            status="graded",
+            status=AuditStatus.GRADED,
             score=score,
             grader_id=grader_id,
             graded_at=utcnow(),
@@ -420,8 +421,11 @@ def finish_review(conn: Connection, decision_id: str) -> bool:
     """The second grade is in. False when another grader's got there first."""
     res = conn.execute(
         update(Audit)
-        .where(Audit.decision_id == decision_id, Audit.review_status.in_(("pending", "claimed")))
-        .values(review_status="graded")
+        .where(
+            Audit.decision_id == decision_id,
+            Audit.review_status.in_((AuditStatus.PENDING, AuditStatus.CLAIMED)),
+        )
+        .values(review_status=AuditStatus.GRADED)
     )
     return bool(res.rowcount)
 
@@ -590,7 +594,7 @@ def _decision_log(
         select(*columns)
         .join(
             Audit,
-            and_(Audit.decision_id == Decision.id, Audit.status == "graded"),
+            and_(Audit.decision_id == Decision.id, Audit.status == AuditStatus.GRADED),
             isouter=not graded_only,
         )
         .outerjoin(ProxyAnswer, ProxyAnswer.decision_id == Decision.id)
@@ -609,7 +613,9 @@ def count_events(conn: Connection, since: datetime | None = None) -> int:
     """Decisions since `since` that carry feedback or a gold grade."""
     has_feedback = select(Feedback.id).where(Feedback.decision_id == Decision.id).exists()
     graded = (
-        select(Audit.id).where(Audit.decision_id == Decision.id, Audit.status == "graded").exists()
+        select(Audit.id)
+        .where(Audit.decision_id == Decision.id, Audit.status == AuditStatus.GRADED)
+        .exists()
     )
     stmt = select(func.count()).select_from(Decision).where(or_(has_feedback, graded))
     if since is not None:
@@ -642,7 +648,9 @@ def expired_decisions(conn: Connection, before: datetime, limit: int) -> list[Ex
             Decision.candidates,
             Audit.score,
         )
-        .outerjoin(Audit, and_(Audit.decision_id == Decision.id, Audit.status == "graded"))
+        .outerjoin(
+            Audit, and_(Audit.decision_id == Decision.id, Audit.status == AuditStatus.GRADED)
+        )
         .where(Decision.created_at < before)
         .order_by(Decision.created_at, Decision.id)
         .limit(limit)
