@@ -11,12 +11,11 @@ import hashlib
 import queue
 import threading
 from collections import OrderedDict
-from concurrent.futures import Future
 from typing import Any, Protocol
 
 import numpy as np
 
-from bandit_router.batching import next_batch
+from bandit_router.batching import next_batch, resolve
 
 _STOP = object()
 
@@ -80,7 +79,7 @@ class EmbeddingService:
         self.cache = LRUCache(cache_size)
         self._max_batch = max_batch
         self._max_queue = max_queue
-        self._queue: queue.Queue[Any] = queue.Queue()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._run, args=(enc,), name=f"embed-{i}", daemon=True)
             for i, enc in enumerate(self.encoders)
@@ -95,9 +94,9 @@ class EmbeddingService:
             return vec, True
         if self._max_queue is not None and self._queue.qsize() >= self._max_queue:
             raise EncoderOverloaded(f"{self._queue.qsize()} queries are waiting for the encoder")
-        fut: Future[np.ndarray] = Future()
+        fut: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         self._queue.put((text, key, fut))
-        return await asyncio.wrap_future(fut), False
+        return await fut, False
 
     def close(self) -> None:
         for _ in self._threads:
@@ -113,14 +112,14 @@ class EmbeddingService:
                 self._encode(encoder, batch)
 
     def _encode(
-        self, encoder: TextEncoder, batch: list[tuple[str, str, Future[np.ndarray]]]
+        self, encoder: TextEncoder, batch: list[tuple[str, str, asyncio.Future[np.ndarray]]]
     ) -> None:
         try:
             vecs = encoder.encode([t for t, _, _ in batch])
         except Exception as exc:  # a failure is the caller's error to report, not a dead thread
             for _, _, fut in batch:
-                fut.set_exception(exc)
+                resolve(fut, exc=exc)
             return
         for (_, key, fut), vec in zip(batch, vecs, strict=True):
             self.cache.put(key, vec)
-            fut.set_result(vec)
+            resolve(fut, vec)

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
-from bandit_router.batching import next_batch
+from bandit_router.batching import next_batch, resolve
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class GroupCommitWriter:
     def __init__(self, engine: Engine, max_batch: int = 256) -> None:
         self._engine = engine
         self._max_batch = max_batch
-        self._queue: queue.Queue[Any] = queue.Queue()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
         self._thread.start()
 
@@ -40,7 +40,9 @@ class GroupCommitWriter:
         return fut
 
     async def write(self, fn: WriteFn) -> Any:
-        return await asyncio.wrap_future(self.submit(fn))
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put((fn, fut))
+        return await fut
 
     def close(self) -> None:
         self._queue.put(_STOP)
@@ -53,7 +55,7 @@ class GroupCommitWriter:
             if batch:
                 self._commit(batch)
 
-    def _commit(self, batch: list[tuple[WriteFn, Future[Any]]]) -> None:
+    def _commit(self, batch: list[tuple[WriteFn, asyncio.Future[Any] | Future[Any]]]) -> None:
         try:
             with self._engine.begin() as conn:
                 results = [fn(conn) for fn, _ in batch]
@@ -63,7 +65,7 @@ class GroupCommitWriter:
             # timeout. Fail the batch now so callers answer 503 at once.
             log.warning("database unavailable, %d write(s) failed: %s", len(batch), exc.orig)
             for _, fut in batch:
-                fut.set_exception(exc)
+                resolve(fut, exc=exc)
             return
         except Exception as exc:
             # One bad write must not fail its neighbours: retry each on its own.
@@ -72,7 +74,7 @@ class GroupCommitWriter:
                     self._commit([one])
                 return
             log.warning("write failed: %s", exc)
-            batch[0][1].set_exception(exc)
+            resolve(batch[0][1], exc=exc)
             return
         for (_, fut), res in zip(batch, results, strict=True):
-            fut.set_result(res)
+            resolve(fut, res)
