@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bandit_router.cli.common import bench_group
+from bandit_router.cli.common import bench_group, options_from
 from bandit_router.config import Settings, UserError
 
 
@@ -15,21 +15,14 @@ def cmd_bench_bias(args: argparse.Namespace, settings: Settings) -> int:
     from bandit_router.bench.bias import BENCH_METHODS, BiasBenchOptions, run_bias_bench
 
     methods = tuple(args.methods) if args.methods else BENCH_METHODS
-    opts = BiasBenchOptions(
-        audit_rate=args.audit_rate,
-        seeds=args.seeds,
-        events_per_prompt=args.events_per_prompt,
-        test_fraction=args.test_fraction,
-        max_prompts=args.max_prompts,
-        judge=args.judge,
+    opts = options_from(
+        BiasBenchOptions,
+        args,
         pref_scale=(args.pref_scale[0], args.pref_scale[1]),
-        length_slope=args.length_slope,
-        normaliser=args.normaliser,
         n_components=args.components,
         length_feature=not args.no_length_feature,
         lambdas=tuple(args.lambdas) if args.lambdas else BiasBenchOptions().lambdas,
         methods=methods,
-        shared_data=args.shared_data,
     )
     try:
         result = run_bias_bench(

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bandit_router.cli.common import bench_group
+from bandit_router.cli.common import bench_group, options_from
 from bandit_router.config import Settings, UserError
 
 
@@ -138,16 +138,7 @@ def cmd_import_gold(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from bandit_router.bench.replay import ReplayOptions, run_replay
 
-    opts = ReplayOptions(
-        rounds=args.rounds,
-        seed=args.seed,
-        test_fraction=args.test_fraction,
-        batch=args.batch,
-        online_lambda=args.online_lambda,
-        feedback_noise=args.feedback_noise,
-        max_prompts=args.max_prompts,
-        progress=not args.quiet,
-    )
+    opts = options_from(ReplayOptions, args, progress=not args.quiet)
     prices = Path(args.prices) if args.prices else None
     result = run_replay(
         settings, Path(args.gold), prices, Path(args.out), opts, Path(args.cache_dir)
@@ -183,21 +174,12 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_loop(args: argparse.Namespace, settings: Settings) -> int:
     from bandit_router.bench.loop import LoopOptions, run_loop
 
-    opts = LoopOptions(
-        seeds=args.seeds,
-        rounds=args.rounds,
-        online_lambda=args.online_lambda,
-        offline_fraction=args.offline_fraction,
-        test_fraction=args.test_fraction,
-        warm=args.warm,
+    opts = options_from(
+        LoopOptions,
+        args,
         judges=tuple(args.judges),
         cold=not args.no_cold,
-        update_every=args.update_every,
-        retrain_every=args.retrain_every,
-        checkpoint_every=args.checkpoint_every,
-        audit_floor=args.audit_floor,
         new_model=not args.no_new_model,
-        max_prompts=args.max_prompts,
         progress=not args.quiet,
     )
     prices = Path(args.prices) if args.prices else None
