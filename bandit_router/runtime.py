@@ -71,9 +71,7 @@ class Runtime:
         self._refreshing = threading.Lock()
         self._fingerprint: tuple[Any, Any] = (None, None)
         self.refresh()
-        self.routing = RoutingService(
-            settings, self.engine, self.embedder, self.writer, lambda: self.snapshot
-        )
+        self.routing = RoutingService(settings, self.engine, self.embedder, self.writer)
         self.feedback = FeedbackService(self.engine, self.writer, lambda: self.snapshot)
         self.proxy = ProxyRecords(self.engine, self.writer, settings)
         for model in self.pool.values():  # what the first request would otherwise find out

@@ -10,3 +10,4 @@ def change_settings(rt: Runtime, **updates: object) -> None:
     rt.settings = rt.settings.model_copy(update=updates)
     rt.routing.settings = rt.settings
     rt.admin.settings = rt.settings
+    rt.proxy.settings = rt.settings

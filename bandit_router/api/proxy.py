@@ -375,7 +375,7 @@ async def _decision_for(
         candidates = proxyable(select_candidates(snapshot, route_req.models, route_req.exclude))
         try:
             routed = await rt.routing.route(
-                route_req.query(),
+                route_req,
                 candidates,
                 snapshot,
                 endpoint="proxy",

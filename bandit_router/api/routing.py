@@ -50,7 +50,7 @@ def route_response(routed: Routed) -> RouteResponse:
 async def route(req: RouteRequest, rt: RuntimeDep) -> RouteResponse:
     snapshot = rt.snapshot
     candidates = select_candidates(snapshot, req.models, req.exclude)
-    return route_response(await rt.routing.route(req.query(), candidates, snapshot))
+    return route_response(await rt.routing.route(req, candidates, snapshot))
 
 
 @router.get(

@@ -14,7 +14,6 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic.json_schema import JsonDict
 
 from bandit_router.services.pool import MAX_OUTPUT_TOKENS, MAX_PRICE
-from bandit_router.services.routing import Query
 
 # Text is blank when it holds only ASCII white space. Spelled out: what `\s` means differs
 # between regex engines (Python's, ECMAScript's, Rust's), and the schema must mean what we check.
@@ -159,10 +158,6 @@ class RouteRequest(BaseModel):
         if self.prompt is not None:
             return self.prompt
         return "\n\n".join(f"{m.role}: {m.text()}" for m in self.messages or [])
-
-    def query(self) -> Query:
-        lam = float(self.lam) if self.lam is not None else None
-        return Query(self.query_text(), self.full_text(), self.transcript(), lam, self.preset)
 
 
 class CandidateOut(BaseModel):

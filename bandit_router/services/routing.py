@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import Connection, Engine
@@ -42,15 +42,28 @@ class Snapshot:
     enabled: tuple[ModelSpec, ...]
 
 
-@dataclass(frozen=True)
-class Query:
-    """A request to route, as the API or the proxy parsed it."""
+class Query(Protocol):
+    """A request to route, as the API or the proxy parsed it (api/schemas.py: RouteRequest).
+    Methods, not fields: the texts are built only when a decision needs them (the transcript
+    only for an audited one)."""
 
-    text: str  # what the policy embeds: the prompt or the last user message
-    full_text: str  # what the upstream model reads: the input-token estimate
-    transcript: str  # what a grader reads
-    lam: float | None = None
-    preset: str | None = None
+    @property
+    def lam(self) -> float | None: ...
+
+    @property
+    def preset(self) -> str | None: ...
+
+    def query_text(self) -> str:
+        """What the policy embeds: the prompt or the last user message."""
+        ...
+
+    def full_text(self) -> str:
+        """What the upstream model reads: the input-token estimate, a stored prompt."""
+        ...
+
+    def transcript(self) -> str:
+        """What a grader reads."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -193,13 +206,11 @@ class RoutingService:
         engine: Engine,
         embedder: EmbeddingService,
         writer: GroupCommitWriter,
-        snapshot: Callable[[], Snapshot],
     ) -> None:
         self.settings = settings
         self.engine = engine
         self.embedder = embedder
         self.writer = writer
-        self.snapshot = snapshot
         self.exploration = exploration_config(settings)
 
     def decision_record(self, decision_id: str) -> dict[str, Any]:
@@ -231,9 +242,10 @@ class RoutingService:
         identifies the request, for its retries)."""
         settings = self.settings
         lam = self.lam_of(query)
-        key = text_hash(query.text)
-        emb, _ = await self.embedder.embed(query.text, key)
-        input_tokens = max(1, round(len(query.full_text) / settings.chars_per_token))
+        text, full_text = query.query_text(), query.full_text()
+        key = text_hash(text)
+        emb, _ = await self.embedder.embed(text, key)
+        input_tokens = max(1, round(len(full_text) / settings.chars_per_token))
         decision_id = uuid.uuid4().hex
         telemetry.bind_decision(decision_id)
         planned = plan_decision(
@@ -247,11 +259,11 @@ class RoutingService:
             settings,
             self.exploration,
             prompt_hash=key,
-            prompt=query.full_text if settings.store_prompts else None,
+            prompt=full_text if settings.store_prompts else None,
             preset=query.preset,
         )
         # Kept for the grader even with STORE_PROMPTS=false (services/audits.py says what is kept).
-        audit_prompt = query.transcript if planned.audited else None
+        audit_prompt = query.transcript() if planned.audited else None
 
         def write(conn: Connection) -> None:
             repo.insert_decision(conn, planned.row, planned.audited, audit_prompt)
