@@ -7,7 +7,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, Protocol
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from bandit_router.config import Settings
@@ -99,11 +99,7 @@ class Admin:
             return repo.list_policies(conn)
 
     def get_policy(self, version: int) -> dict[str, Any]:
-        with self.engine.connect() as conn:
-            row = repo.get_policy(conn, version) if stored_id(version) else None
-        if row is None:
-            raise NotFound(f"policy version {version} does not exist")
-        return row
+        return self._stored(repo.get_policy, version, f"policy version {version}")
 
     def activate_policy(self, version: int) -> dict[str, Any]:
         """Activate any stored version: promotion by hand, or rollback to an older one."""
@@ -129,10 +125,18 @@ class Admin:
             return repo.list_jobs(conn)
 
     def get_job(self, job_id: int) -> dict[str, Any]:
-        with self.engine.connect() as conn:
-            row = repo.get_job(conn, job_id) if stored_id(job_id) else None
+        return self._stored(repo.get_job, job_id, f"job {job_id}")
+
+    def _stored(
+        self, read: Callable[[Connection, int], dict[str, Any] | None], ident: int, what: str
+    ) -> dict[str, Any]:
+        """The row with this id, or NotFound (an id past the column's range names nothing)."""
+        row = None
+        if stored_id(ident):
+            with self.engine.connect() as conn:
+                row = read(conn, ident)
         if row is None:
-            raise NotFound(f"job {job_id} does not exist")
+            raise NotFound(f"{what} does not exist")
         return row
 
     def daily(self) -> list[dict[str, Any]]:
