@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bandit_router.cli.common import bench_group, options_from
+from bandit_router.cli.common import bench_group, gold_bench_arguments, options_from
 from bandit_router.config import Settings, UserError
 
 
@@ -57,9 +57,7 @@ def register(sub: Any) -> None:
         "bias",
         help="bias-corrected preference feedback vs gold audits (preference side simulated)",
     )
-    s.add_argument("--gold", required=True, help="gold table (data import)")
-    s.add_argument("--prices", help="price CSV or pool YAML (not needed with cost_usd)")
-    s.add_argument("--out", required=True, help="folder for result.json and plots")
+    gold_bench_arguments(s)
     s.add_argument("--audit-rate", type=float, default=0.05, help="audit probability (floor 2%%)")
     s.add_argument("--seeds", type=int, default=5)
     s.add_argument("--events-per-prompt", type=float, default=2.0)

@@ -28,3 +28,10 @@ def options_from(cls: type[T], args: argparse.Namespace, **overrides: Any) -> T:
         if getattr(args, f.name, None) is not None
     }
     return cls(**{**given, **overrides})
+
+
+def gold_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    """What every benchmark on a gold table takes: the table, its prices, where results go."""
+    parser.add_argument("--gold", required=True, help="gold table (`data import`)")
+    parser.add_argument("--prices", help="pool YAML or price CSV (not needed with cost_usd)")
+    parser.add_argument("--out", required=True, help="folder for result.json and plots")

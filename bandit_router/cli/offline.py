@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bandit_router.cli.common import bench_group, options_from
+from bandit_router.cli.common import bench_group, gold_bench_arguments, options_from
 from bandit_router.config import Settings, UserError
 
 
@@ -270,9 +270,7 @@ def register(sub: Any) -> None:
 
     bench = bench_group(sub)
     s = bench.add_parser("replay", help="replay a gold table through the service's policy code")
-    s.add_argument("--gold", required=True)
-    s.add_argument("--prices", help="pool YAML or price CSV (not needed with cost_usd)")
-    s.add_argument("--out", required=True)
+    gold_bench_arguments(s)
     s.add_argument("--rounds", type=int, default=10_000)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--test-fraction", type=float, default=0.5)
@@ -287,9 +285,7 @@ def register(sub: Any) -> None:
     s = bench.add_parser(
         "loop", help="the whole learning loop (route, feedback, audits, update, retrain)"
     )
-    s.add_argument("--gold", required=True)
-    s.add_argument("--prices", help="pool YAML or price CSV (not needed with cost_usd)")
-    s.add_argument("--out", required=True)
+    gold_bench_arguments(s)
     s.add_argument("--seeds", type=int, default=5)
     s.add_argument("--rounds", type=int, default=4000)
     s.add_argument("--online-lambda", type=float, default=0.2)
