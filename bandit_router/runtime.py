@@ -128,6 +128,8 @@ class Runtime:
         if old is None or policy is not old.policy or pool is not old.pool:
             # A model whose numbers cannot price a query is never routed, whatever stored it.
             enabled = tuple(m for m in pool.values() if m.enabled and numbers_problem(m) is None)
+            # Read out here, off the hot path, for every model a request can name.
+            policy = policy.read_out([m.name for m in enabled], self.embedder.encoder.dim)
             self._snapshot = Snapshot(policy, pool, enabled)
         self._fingerprint = fingerprint
 

