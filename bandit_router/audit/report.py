@@ -213,14 +213,10 @@ class Moments:
         return float(coef @ self.mean_)
 
     def covariance(self, a: Array, b: Array) -> float:
-        """Sample covariance (ddof=1) of the per-row terms a · x and b · x, as exact 0 when it is
-        below the rounding of its own sum: a term that is constant in truth (the rest of a fully
-        audited set) must give λ = 0 and a zero-width interval, as it does on the rows."""
+        """Sample covariance (ddof=1) of the per-row terms a · x and b · x."""
         if self.n_samples_seen_ < 2:
             return 0.0
-        value = float(a @ self.comoment_ @ b)
-        rounding = 64 * np.finfo(float).eps * float(np.abs(a) @ np.abs(self.comoment_) @ np.abs(b))
-        return value / (self.n_samples_seen_ - 1) if abs(value) > rounding else 0.0
+        return float(a @ self.comoment_ @ b) / (self.n_samples_seen_ - 1)
 
 
 class RowSet:
@@ -228,17 +224,17 @@ class RowSet:
     of FEATURES and the FLAGS counted."""
 
     def __init__(self) -> None:
-        self.moments = Moments(FEATURES)
+        self.moments_ = Moments(FEATURES)
         self.counts_ = np.zeros(FLAGS, dtype=np.int64)
 
     def partial_fit(self, values: Array, flags: NDArray[np.int64]) -> RowSet:
-        self.moments.partial_fit(values)
+        self.moments_.partial_fit(values)
         self.counts_ += flags.sum(axis=0)
         return self
 
     @property
     def n(self) -> int:
-        return self.moments.n_samples_seen_
+        return self.moments_.n_samples_seen_
 
     @property
     def selected(self) -> int:
@@ -256,7 +252,7 @@ class RowSet:
     @property
     def preference_mean(self) -> float | None:
         given = int(self.counts_[HAS_PREF])
-        return float(self.moments.mean_[PREF] * self.n / given) if given else None
+        return float(self.moments_.mean_[PREF] * self.n / given) if given else None
 
     @property
     def fill(self) -> float:
@@ -297,7 +293,7 @@ def _features(
     rows: Sequence[ReportRow], reference: str | None
 ) -> tuple[NDArray[np.str_], Array, NDArray[np.int64], NDArray[np.bool_]]:
     """(models, FEATURES, FLAGS, usable by the reference comparison) of a batch of rows."""
-    nan = float("nan")
+    nan = float("nan")  # None as NaN: the batch converts to one array, then vector operations
     raw = np.array(
         [
             (
@@ -363,7 +359,7 @@ def quality_terms(rows: RowSet) -> tuple[Array, float]:
     c, fill = rows.completion, rows.fill
     labelled = _coef({GOLD_IPW: 1 / c})
     rest = _coef({PREF: 1, NO_PREF: fill, PREF_IPW: -1 / c, NO_PREF_IPW: -fill / c})  # (1 − w)·f
-    return ipw_terms(rows.moments, labelled, rest)
+    return ipw_terms(rows.moments_, labelled, rest)
 
 
 def ipw_terms(moments: Moments, labelled: Array, rest: Array) -> tuple[Array, float]:
@@ -373,7 +369,7 @@ def ipw_terms(moments: Moments, labelled: Array, rest: Array) -> tuple[Array, fl
 
 
 def _quality(rows: RowSet, terms: Array, lam: float, graded: int) -> AuditedQuality:
-    ci = _interval(rows.moments, terms)
+    ci = _interval(rows.moments_, terms)
     return AuditedQuality(
         estimate=ci.estimate, lower=ci.lower, upper=ci.upper, gold_grades=graded, lambda_hat=lam
     )
@@ -403,7 +399,7 @@ def reference_comparison(
     routed_terms, _ = quality_terms(rows)
     return (
         _quality(rows, ref_terms, ref_lam, ref_golds),
-        ratio_interval(rows.moments, routed_terms, ref_terms),
+        ratio_interval(rows.moments_, routed_terms, ref_terms),
         None,
     )
 
@@ -413,7 +409,7 @@ def reference_terms(rows: RowSet) -> tuple[Array, float]:
     f = its predicted quality."""
     c = rows.completion
     return ipw_terms(
-        rows.moments, _coef({REF_GOLD_IPW: 1 / c}), _coef({REF_PRED: 1, REF_PRED_IPW: -1 / c})
+        rows.moments_, _coef({REF_GOLD_IPW: 1 / c}), _coef({REF_PRED: 1, REF_PRED_IPW: -1 / c})
     )
 
 
@@ -435,7 +431,7 @@ def ratio_interval(moments: Moments, numerator: Array, denominator: Array) -> Es
 def _mean_interval(rows: RowSet, feature: int) -> Estimate | None:
     if rows.n < 2:
         return None
-    return _interval(rows.moments, _coef({feature: 1.0}))
+    return _interval(rows.moments_, _coef({feature: 1.0}))
 
 
 def _interval(moments: Moments, terms: Array) -> Estimate:
