@@ -33,6 +33,8 @@ __all__ = [
     "bias_intervals_by_model",
     "bias_moved",
     "classical_mean_ci",
+    "normal_interval",
+    "ppi_ipw_lambda",
     "ppi_ipw_terms",
     "ppi_lambda",
     "ppi_mean",
@@ -87,6 +89,11 @@ def _z(alpha: float) -> float:
 def _interval(estimate: float, variance: float, alpha: float) -> tuple[float, float, float]:
     half = _z(alpha) * float(np.sqrt(max(variance, 0.0)))
     return float(estimate), float(estimate - half), float(estimate + half)
+
+
+def normal_interval(estimate: float, variance: float, alpha: float = 0.05) -> Interval:
+    """A (1 − α) normal interval around an estimate whose variance is known (from moments)."""
+    return Interval(*_interval(estimate, variance, alpha))
 
 
 def classical_mean_ci(y: ArrayLike, alpha: float = 0.05) -> Interval:
@@ -257,8 +264,14 @@ def ppi_ipw_terms(y: ArrayLike, f: ArrayLike, w: ArrayLike) -> tuple[Array, floa
         raise ValueError("y contains non-finite values on labelled rows")
     wy, rest = wv * yv, (1.0 - wv) * fv
     var_rest = float(rest.var(ddof=1)) if rest.size > 1 else 0.0
-    lam = 0.0
-    if var_rest > 1e-15:
-        cov = float(np.cov(wy, rest, ddof=1)[0, 1])
-        lam = float(np.clip(-cov / var_rest, 0.0, 1.0))
+    cov = float(np.cov(wy, rest, ddof=1)[0, 1]) if var_rest > 0 else 0.0
+    lam = ppi_ipw_lambda(cov, var_rest)
     return wy + lam * rest, lam
+
+
+def ppi_ipw_lambda(cov_labelled_rest: float, var_rest: float) -> float:
+    """λ̂ of `ppi_ipw_terms` from Cov(wy, (1−w)f) and Var((1−w)f), for callers that hold the
+    moments rather than the rows (the streamed report)."""
+    if var_rest <= 1e-15:
+        return 0.0
+    return float(np.clip(-cov_labelled_rest / var_rest, 0.0, 1.0))

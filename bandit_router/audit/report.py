@@ -14,21 +14,52 @@ the same query, the audit draw (π, selected, the first gold grade) and the pref
   weighted by 1 / (routing probability × π), with the policy's predicted quality as the PPI++
   prediction (no preference exists for answers never given). Quality retained is the ratio of the
   two means, with a delta-method interval from the per-row terms of both.
+
+Streamed: the rows arrive as an iterable and are read once, BATCH at a time, into the moments of
+ten per-row quantities (`FEATURES`: count, mean and centred co-moment matrix, merged by Chan's
+update) per model, overall and on the reference's rows, plus exact counts. Every term above is a
+linear combination of those quantities whose coefficients (1/completion, the preference fill,
+λ̂) are known only at the end, so its mean and variance are taken from the moments then: memory
+does not grow with the window. One pass, not two: the source is a paged query, and a second pass
+would read the window twice and could see grades and feedback that arrived in between.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
 
 import numpy as np
+from numpy.typing import NDArray
 from pydantic import BaseModel, Field
 
-from bandit_router.audit.ppi import Array, classical_mean_ci, ppi_ipw_terms
+from bandit_router.audit.ppi import Array, normal_interval, ppi_ipw_lambda
 
 ALPHA = 0.05
 NEAR = 0.25  # two grades "agree" when they are at most this far apart
+BATCH = 4096  # rows held at once: the report's memory is bounded by this, not by the window
+
+# The per-row quantities whose moments carry the report. With u = 1/π on a graded row (0
+# elsewhere), p the preference (0 without), r = 1/(the reference's routing probability) on the
+# reference's answers (0 elsewhere) and q its clipped predicted quality:
+(
+    COST,  # the logged cost
+    SAVING,  # the reference's cost minus the logged cost
+    GOLD_IPW,  # u·gold
+    PREF,  # p
+    NO_PREF,  # 1 without a preference (the rows the fill goes to)
+    PREF_IPW,  # u·p
+    NO_PREF_IPW,  # u·(1 without a preference)
+    REF_GOLD_IPW,  # u·r·gold
+    REF_PRED,  # q
+    REF_PRED_IPW,  # u·r·q
+) = range(10)
+FEATURES = 10
+# Counted exactly, as integers.
+SELECTED, GRADED, HAS_PREF, REF_GRADED = range(4)
+FLAGS = 4
 
 
 @dataclass(frozen=True)
@@ -98,7 +129,7 @@ class Report(BaseModel):
 
 
 def build_report(
-    rows: Sequence[ReportRow],
+    rows: Iterable[ReportRow],
     *,
     reference: str | None,
     since: datetime,
@@ -106,21 +137,22 @@ def build_report(
     pairs: Sequence[tuple[float, float]],
     computed_at: datetime,
 ) -> Report:
-    total = len(rows)
-    by_model: dict[str, list[ReportRow]] = {}
-    for row in rows:
-        by_model.setdefault(row.model, []).append(row)
-    ref_quality, retained, reason = reference_comparison(rows, reference)
-    saving = saving_interval(rows) if reference else None
+    """The report over `rows`, read once and never held (any iterable: a generator will do)."""
+    window = WindowMoments(reference).fit(rows)
+    overall, total = window.overall_, window.overall_.n
+    ref_quality, retained, reason = reference_comparison(window.reference_rows_, reference)
+    saving = _mean_interval(overall, SAVING) if reference else None
     return Report(
         since=since,
         until=until,
         reference=reference,
         decisions=total,
-        audits_selected=sum(r.selected for r in rows),
-        audits_graded=sum(r.gold is not None for r in rows),
-        overall=model_report("all", rows, total, reference),
-        models=[model_report(m, by_model[m], total, reference) for m in sorted(by_model)],
+        audits_selected=overall.selected,
+        audits_graded=overall.graded,
+        overall=model_report("all", overall, total, reference),
+        models=[
+            model_report(m, window.models_[m], total, reference) for m in sorted(window.models_)
+        ],
         saving_total_usd=_scaled(saving, total),
         reference_quality=ref_quality,
         quality_retained=retained,
@@ -130,70 +162,216 @@ def build_report(
     )
 
 
-def model_report(
-    name: str, rows: Sequence[ReportRow], total: int, reference: str | None
-) -> ModelReport:
+def model_report(name: str, rows: RowSet, total: int, reference: str | None) -> ModelReport:
     quality, reason = routed_quality(rows)
-    prefs = [r.preference for r in rows if r.preference is not None]
     return ModelReport(
         model=name,
-        decisions=len(rows),
-        share=len(rows) / total if total else 0.0,
-        preference_mean=float(np.mean(prefs)) if prefs else None,
+        decisions=rows.n,
+        share=rows.n / total if total else 0.0,
+        preference_mean=rows.preference_mean,
         quality=quality,
         quality_reason=reason,
-        cost_per_query_usd=_mean_interval([r.cost for r in rows]),
-        saving_per_query_usd=saving_interval(rows) if reference else None,
+        cost_per_query_usd=_mean_interval(rows, COST),
+        saving_per_query_usd=_mean_interval(rows, SAVING) if reference else None,
     )
+
+
+# --- moments ------------------------------------------------------------------------------------
+
+
+class Moments:
+    """Count, mean and centred co-moment matrix of row vectors, fitted batch by batch.
+
+    Batches merge by Chan, Golub & LeVeque's pairwise update: no Σx² − n·mean² is ever formed, so
+    the (co)variances are as exact as numpy's two-pass ones over the whole window. A fresh
+    instance is the fit of no rows.
+    """
+
+    def __init__(self, n_features: int) -> None:
+        self.n_features = n_features
+        self.n_samples_seen_ = 0
+        self.mean_: Array = np.zeros(n_features)
+        self.comoment_: Array = np.zeros((n_features, n_features))
+
+    def partial_fit(self, X: Array) -> Moments:
+        k = X.shape[0]
+        if k == 0:
+            return self
+        mean = X.mean(axis=0)
+        centred = X - mean
+        n = self.n_samples_seen_ + k
+        delta = mean - self.mean_
+        self.comoment_ += centred.T @ centred + np.outer(delta, delta) * (
+            self.n_samples_seen_ * k / n
+        )
+        self.mean_ += delta * (k / n)
+        self.n_samples_seen_ = n
+        return self
+
+    def mean(self, coef: Array) -> float:
+        """Mean over the rows of the per-row term coef · x."""
+        return float(coef @ self.mean_)
+
+    def covariance(self, a: Array, b: Array) -> float:
+        """Sample covariance (ddof=1) of the per-row terms a · x and b · x."""
+        if self.n_samples_seen_ < 2:
+            return 0.0
+        return float(a @ self.comoment_ @ b) / (self.n_samples_seen_ - 1)
+
+
+class RowSet:
+    """What the report needs of one set of rows (a model's, all, the reference's): the moments
+    of FEATURES and the FLAGS counted."""
+
+    def __init__(self) -> None:
+        self.moments_ = Moments(FEATURES)
+        self.counts_ = np.zeros(FLAGS, dtype=np.int64)
+
+    def partial_fit(self, values: Array, flags: NDArray[np.int64]) -> RowSet:
+        self.moments_.partial_fit(values)
+        self.counts_ += flags.sum(axis=0)
+        return self
+
+    @property
+    def n(self) -> int:
+        return self.moments_.n_samples_seen_
+
+    @property
+    def selected(self) -> int:
+        return int(self.counts_[SELECTED])
+
+    @property
+    def graded(self) -> int:
+        return int(self.counts_[GRADED])
+
+    @property
+    def completion(self) -> float:
+        """The share of drawn audits graded so far: ungraded ones are missing at random."""
+        return self.graded / self.selected if self.selected else 1.0
+
+    @property
+    def preference_mean(self) -> float | None:
+        given = int(self.counts_[HAS_PREF])
+        return float(self.moments_.mean_[PREF] * self.n / given) if given else None
+
+    @property
+    def fill(self) -> float:
+        """The prediction of a row without feedback: the set's mean preference (a constant keeps
+        the estimator unbiased: only how well f tracks gold changes the width)."""
+        mean = self.preference_mean
+        return 0.5 if mean is None else mean
+
+
+class WindowMoments:
+    """The window's RowSets, fitted from the rows BATCH at a time: overall, per model, and on the
+    rows where the reference could have been chosen (`reference_rows_`)."""
+
+    def __init__(self, reference: str | None, batch_size: int = BATCH) -> None:
+        self.reference = reference
+        self.batch_size = batch_size
+        self.overall_ = RowSet()
+        self.models_: dict[str, RowSet] = {}
+        self.reference_rows_ = RowSet()
+
+    def fit(self, rows: Iterable[ReportRow]) -> WindowMoments:
+        source = iter(rows)
+        while batch := list(islice(source, self.batch_size)):
+            self.partial_fit(batch)
+        return self
+
+    def partial_fit(self, rows: Sequence[ReportRow]) -> WindowMoments:
+        models, values, flags, usable = _features(rows, self.reference)
+        self.overall_.partial_fit(values, flags)
+        for model in np.unique(models):
+            mine = models == model
+            self.models_.setdefault(str(model), RowSet()).partial_fit(values[mine], flags[mine])
+        self.reference_rows_.partial_fit(values[usable], flags[usable])
+        return self
+
+
+def _features(
+    rows: Sequence[ReportRow], reference: str | None
+) -> tuple[NDArray[np.str_], Array, NDArray[np.int64], NDArray[np.bool_]]:
+    """(models, FEATURES, FLAGS, usable by the reference comparison) of a batch of rows."""
+    nan = float("nan")  # None as NaN: the batch converts to one array, then vector operations
+    raw = np.array(
+        [
+            (
+                r.cost,
+                r.reference_cost,
+                nan if r.reference_quality is None else r.reference_quality,
+                r.reference_probability,
+                r.audit_probability,
+                nan if r.gold is None else r.gold,
+                nan if r.preference is None else r.preference,
+                r.selected,
+            )
+            for r in rows
+        ],
+        dtype=np.float64,
+    ).reshape(-1, 8)
+    cost, ref_cost, ref_quality, ref_prob, audit_prob, gold, pref, selected = raw.T
+    models = np.array([r.model for r in rows], dtype=np.str_)
+    graded, has_pref = ~np.isnan(gold), ~np.isnan(pref)
+    is_ref = models == reference if reference is not None else np.zeros(len(rows), dtype=bool)
+    u = _inverse(audit_prob, graded)
+    ur = u * _inverse(ref_prob, is_ref)
+    y, p = np.nan_to_num(gold), np.nan_to_num(pref)
+    q = np.clip(np.nan_to_num(ref_quality), 0.0, 1.0)
+    no_pref = (~has_pref).astype(np.float64)
+    values = np.column_stack(
+        [cost, ref_cost - cost, u * y, p, no_pref, u * p, u * no_pref, ur * y, q, ur * q]
+    )
+    flags = np.column_stack([selected > 0, graded, has_pref, graded & is_ref]).astype(np.int64)
+    return models, values, flags, (ref_prob > 0) & ~np.isnan(ref_quality)
+
+
+def _inverse(probability: Array, where: NDArray[np.bool_]) -> Array:
+    """1/probability where asked and positive, else 0 (a row drawn with probability 0 counts
+    for nothing)."""
+    return np.divide(
+        1.0, probability, out=np.zeros_like(probability), where=where & (probability > 0)
+    )
+
+
+def _coef(weights: dict[int, float]) -> Array:
+    """A per-row term as its coefficients over FEATURES."""
+    out = np.zeros(FEATURES)
+    for feature, weight in weights.items():
+        out[feature] = weight
+    return out
 
 
 # --- quality ------------------------------------------------------------------------------------
 
 
-def routed_quality(rows: Sequence[ReportRow]) -> tuple[AuditedQuality | None, str | None]:
-    graded = sum(r.gold is not None for r in rows)
+def routed_quality(rows: RowSet) -> tuple[AuditedQuality | None, str | None]:
+    graded = rows.graded
     if graded < 2:
         return None, f"{graded} gold grade(s) in the window: at least 2 are needed"
     terms, lam = quality_terms(rows)
-    return _quality(terms, lam, graded), None
+    return _quality(rows, terms, lam, graded), None
 
 
-def quality_terms(rows: Sequence[ReportRow]) -> tuple[Array, float]:
-    """Per-row PPI++ terms whose mean is the audited quality of these rows' answers."""
-    return ppi_ipw_terms(_golds(rows), preference_predictions(rows), audit_weights(rows))
+def quality_terms(rows: RowSet) -> tuple[Array, float]:
+    """The PPI++ term (as coefficients) whose mean is the audited quality of these rows' answers:
+    y = gold, f = the preference (the fill without one), w = u / completion."""
+    c, fill = rows.completion, rows.fill
+    labelled = _coef({GOLD_IPW: 1 / c})
+    rest = _coef({PREF: 1, NO_PREF: fill, PREF_IPW: -1 / c, NO_PREF_IPW: -fill / c})  # (1 − w)·f
+    return ipw_terms(rows.moments_, labelled, rest)
 
 
-def audit_weights(rows: Sequence[ReportRow]) -> Array:
-    """1 / (π × the share of drawn audits graded so far) on graded rows, 0 elsewhere."""
-    selected = sum(r.selected for r in rows)
-    graded = sum(r.gold is not None for r in rows)
-    completion = graded / selected if selected else 1.0
-    return np.array(
-        [
-            1.0 / (r.audit_probability * completion)
-            if r.gold is not None and r.audit_probability > 0
-            else 0.0
-            for r in rows
-        ]
-    )
+def ipw_terms(moments: Moments, labelled: Array, rest: Array) -> tuple[Array, float]:
+    """`ppi.ppi_ipw_terms` on moments: the coefficients of φ = wy + λ̂·(1 − w)f, and λ̂."""
+    lam = ppi_ipw_lambda(moments.covariance(labelled, rest), moments.covariance(rest, rest))
+    return labelled + lam * rest, lam
 
 
-def preference_predictions(rows: Sequence[ReportRow]) -> Array:
-    """The preference reward; rows without feedback get the set's mean (a constant keeps the
-    estimator unbiased: only how well f tracks gold changes the width)."""
-    given = [r.preference for r in rows if r.preference is not None]
-    fill = float(np.mean(given)) if given else 0.5
-    return np.array([r.preference if r.preference is not None else fill for r in rows])
-
-
-def _golds(rows: Sequence[ReportRow]) -> Array:
-    return np.array([r.gold if r.gold is not None else 0.0 for r in rows])
-
-
-def _quality(terms: Array, lam: float, graded: int) -> AuditedQuality:
-    ci = classical_mean_ci(terms, ALPHA)
+def _quality(rows: RowSet, terms: Array, lam: float, graded: int) -> AuditedQuality:
+    ci = _interval(rows.moments_, terms)
     return AuditedQuality(
-        estimate=ci.estimate, lower=ci.lo, upper=ci.hi, gold_grades=graded, lambda_hat=lam
+        estimate=ci.estimate, lower=ci.lower, upper=ci.upper, gold_grades=graded, lambda_hat=lam
     )
 
 
@@ -201,14 +379,13 @@ def _quality(terms: Array, lam: float, graded: int) -> AuditedQuality:
 
 
 def reference_comparison(
-    rows: Sequence[ReportRow], reference: str | None
+    rows: RowSet, reference: str | None
 ) -> tuple[AuditedQuality | None, Estimate | None, str | None]:
     """(the reference's quality, quality retained, why retained is null) on the rows where the
     reference could have been chosen."""
     if reference is None:
         return None, None, "no reference model"
-    rows = [r for r in rows if r.reference_probability > 0 and r.reference_quality is not None]
-    ref_golds = sum(r.gold is not None and r.model == reference for r in rows)
+    ref_golds = int(rows.counts_[REF_GRADED])
     if ref_golds < 2:
         return (
             None,
@@ -218,48 +395,49 @@ def reference_comparison(
                 "cannot be estimated without at least 2"
             ),
         )
-    ref_terms, ref_lam = reference_terms(rows, reference)
+    ref_terms, ref_lam = reference_terms(rows)
     routed_terms, _ = quality_terms(rows)
     return (
-        _quality(ref_terms, ref_lam, ref_golds),
-        ratio_interval(routed_terms, ref_terms),
+        _quality(rows, ref_terms, ref_lam, ref_golds),
+        ratio_interval(rows.moments_, routed_terms, ref_terms),
         None,
     )
 
 
-def reference_terms(rows: Sequence[ReportRow], reference: str) -> tuple[Array, float]:
-    """Off-policy PPI++ terms for "every query answered by the reference"."""
-    audit = audit_weights(rows)
-    routing = np.array(
-        [1.0 / r.reference_probability if r.model == reference else 0.0 for r in rows]
+def reference_terms(rows: RowSet) -> tuple[Array, float]:
+    """Off-policy PPI++ term for "every query answered by the reference": w = u·r / completion,
+    f = its predicted quality."""
+    c = rows.completion
+    return ipw_terms(
+        rows.moments_, _coef({REF_GOLD_IPW: 1 / c}), _coef({REF_PRED: 1, REF_PRED_IPW: -1 / c})
     )
-    predicted = np.array([min(max(r.reference_quality or 0.0, 0.0), 1.0) for r in rows])
-    return ppi_ipw_terms(_golds(rows), predicted, audit * routing)
 
 
-def ratio_interval(numerator: Array, denominator: Array) -> Estimate | None:
+def ratio_interval(moments: Moments, numerator: Array, denominator: Array) -> Estimate | None:
     """mean(a) / mean(b) with a delta-method interval from the per-row terms."""
-    mean_b = float(denominator.mean())
-    if numerator.size < 2 or mean_b <= 0:
+    mean_b = moments.mean(denominator)
+    if moments.n_samples_seen_ < 2 or mean_b <= 0:
         return None
-    ratio = float(numerator.mean()) / mean_b
+    ratio = moments.mean(numerator) / mean_b
     influence = (numerator - ratio * denominator) / mean_b
-    ci = classical_mean_ci(influence, ALPHA)
-    half = (ci.hi - ci.lo) / 2
+    ci = _interval(moments, influence)
+    half = (ci.upper - ci.lower) / 2
     return Estimate(estimate=ratio, lower=ratio - half, upper=ratio + half)
 
 
 # --- cost ---------------------------------------------------------------------------------------
 
 
-def saving_interval(rows: Sequence[ReportRow]) -> Estimate | None:
-    return _mean_interval([r.reference_cost - r.cost for r in rows])
-
-
-def _mean_interval(values: Sequence[float]) -> Estimate | None:
-    if len(values) < 2:
+def _mean_interval(rows: RowSet, feature: int) -> Estimate | None:
+    if rows.n < 2:
         return None
-    ci = classical_mean_ci(values, ALPHA)
+    return _interval(rows.moments_, _coef({feature: 1.0}))
+
+
+def _interval(moments: Moments, terms: Array) -> Estimate:
+    """The mean of a per-row term with its normal interval (`ppi.classical_mean_ci`)."""
+    variance = moments.covariance(terms, terms) / moments.n_samples_seen_
+    ci = normal_interval(moments.mean(terms), variance, ALPHA)
     return Estimate(estimate=ci.estimate, lower=ci.lo, upper=ci.hi)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -328,9 +329,12 @@ def compute_report(
         if reference is not None and reference not in pool:
             raise Invalid(f"reference model {reference[:200]} is not in the pool")
         ref = reference or priciest(conn, pool, since, until)
-        rows = _report_rows(conn, pool, ref, since, until)
         pairs = repo.grade_pairs(conn, since, until)
-    return build_report(rows, reference=ref, since=since, until=until, pairs=pairs, computed_at=now)
+        # The rows are streamed page by page into the report, so it is built while `conn` is open.
+        rows = _report_rows(conn, pool, ref, since, until)
+        return build_report(
+            rows, reference=ref, since=since, until=until, pairs=pairs, computed_at=now
+        )
 
 
 def _days_before(moment: datetime, days: float) -> datetime:
@@ -357,14 +361,14 @@ def priciest(
 def _report_rows(
     conn: Connection, pool: dict[str, ModelSpec], reference: str | None, since: datetime,
     until: datetime,
-) -> list[ReportRow]:  # fmt: skip
-    out: list[ReportRow] = []
+) -> Iterator[ReportRow]:  # fmt: skip
+    """The window's rows, one page in memory at a time (a month of decisions does not fit)."""
     after: tuple[datetime, str] | None = None
     while True:
         page = repo.report_rows(conn, since=since, until=until, limit=PAGE, after=after)
-        out.extend(r for raw in page if (r := report_row(raw, pool, reference)) is not None)
+        yield from (r for raw in page if (r := report_row(raw, pool, reference)) is not None)
         if len(page) < PAGE:
-            return out
+            return
         after = (page[-1]["created_at"], page[-1]["id"])
 
 
