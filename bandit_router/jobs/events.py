@@ -70,9 +70,6 @@ class LoggedEvent:
         lam = self.lam if lam is None else lam
         return max(self.candidates, key=lambda c: c.quality - lam * c.cost_norm).model
 
-    def cost_of(self, model: str) -> float:
-        return next((c.cost_norm for c in self.candidates if c.model == model), 0.0)
-
 
 def _aggregate_pref(items: list[dict[str, Any]], settings: Settings) -> float | None:
     if items:

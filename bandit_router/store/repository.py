@@ -142,21 +142,6 @@ def list_feedback(conn: Connection, decision_id: str) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in conn.execute(stmt)]
 
 
-def learnable_decisions(
-    conn: Connection, closed_before: datetime, with_feedback_only: bool, limit: int
-) -> list[dict[str, Any]]:
-    """Decisions not learned yet whose reward window has closed, oldest first."""
-    stmt = (
-        select(Decision.__table__)
-        .where(Decision.learned_version.is_(None), Decision.created_at <= closed_before)
-        .order_by(Decision.created_at)
-        .limit(limit)
-    )
-    if with_feedback_only:
-        stmt = stmt.where(select(Feedback.id).where(Feedback.decision_id == Decision.id).exists())
-    return [dict(r._mapping) for r in conn.execute(stmt)]
-
-
 def feedback_for(conn: Connection, decision_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
     """Per decision, its feedback oldest first: the columns a learning event is built from (not
     `value`, whose JSON would be decoded for nothing on every event of a job)."""
@@ -495,10 +480,6 @@ def purge_audit_texts(conn: Connection, before: datetime) -> int:
     """Delete texts kept since before `before`, graded or not."""
     res = conn.execute(delete(AuditText).where(AuditText.created_at < before))
     return int(res.rowcount or 0)
-
-
-def count_audit_texts(conn: Connection) -> int:
-    return int(conn.execute(select(func.count()).select_from(AuditText)).scalar_one())
 
 
 def audit_counts(conn: Connection) -> dict[str, int]:
