@@ -117,7 +117,7 @@ class Runtime:
             fingerprint = repo.state_fingerprint(conn)
             pool = old.pool if old is not None else None
             if pool is None or force or fingerprint[1] != self._fingerprint[1]:
-                pool = {r["name"]: ModelSpec.from_row(r) for r in repo.list_models(conn)}
+                pool = {r.name: ModelSpec.from_row(r) for r in repo.list_models(conn)}
         policy_id = fingerprint[0]
         policy = old.policy if old is not None else None
         if policy_id is not None and (policy is None or policy.version != policy_id):

@@ -237,10 +237,10 @@ def test_update_job_keeps_the_active_policy_until_the_gate_has_evidence(client, 
         "/v1/feedback", json={"decision_id": before["decision_id"], "type": "thumbs", "value": "up"}
     )
     job = runtime.runner.run("update")
-    assert job["status"] == "succeeded", job
+    assert job.status == "succeeded", job
     # One event is far below the gate's minimum: the learner is stored, not served.
-    assert job["result"]["promoted"] is False
-    assert job["result"]["published"] != before["policy_version"]
+    assert job.result["promoted"] is False
+    assert job.result["published"] != before["policy_version"]
     assert route(client)["policy_version"] == before["policy_version"]
 
 

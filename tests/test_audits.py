@@ -13,6 +13,7 @@ from bandit_router.audit.sampling import audit_probability, selected_for_audit
 from bandit_router.config import Settings
 from bandit_router.runtime import Runtime
 from bandit_router.services import audits as audit_service
+from bandit_router.store.records import AuditTextRecord
 
 
 @pytest.fixture
@@ -126,11 +127,16 @@ def _audit_none(rt: Runtime, **more: object) -> None:
     change_settings(rt, **{"audit_rate_floor": 0.0, "audit_uncertainty_boost": 0.0, **more})
 
 
-def _text(rt: Runtime, decision_id: str) -> dict | None:  # type: ignore[type-arg]
+def _text(rt: Runtime, decision_id: str) -> AuditTextRecord | None:
     from bandit_router.store import repository as repo
 
     with rt.engine.connect() as conn:
         return repo.get_audit_text(conn, decision_id)
+
+
+def _answer(rt: Runtime, decision_id: str) -> str | None:
+    text = _text(rt, decision_id)
+    return text.answer if text is not None else None
 
 
 def test_an_audited_decision_keeps_its_prompt_and_answer_until_graded(client, runtime) -> None:  # type: ignore[no-untyped-def]
@@ -174,7 +180,8 @@ def test_answers_are_refused_where_no_text_is_kept(client, runtime) -> None:  # 
     _audit_none(runtime, store_prompts=True)  # prompts stored: any answer may be kept
     did = client.post("/v1/route", json={"prompt": "hello again"}).json()["decision_id"]
     assert client.post(f"/v1/decisions/{did}/answer", json={"answer": "hi"}).status_code == 201
-    assert _text(runtime, did) == {**_text(runtime, did), "prompt": "hello again", "answer": "hi"}  # type: ignore[dict-item]
+    text = _text(runtime, did)
+    assert text is not None and (text.prompt, text.answer) == ("hello again", "hi")
 
 
 def test_no_text_of_an_unaudited_decision_is_stored(client, runtime) -> None:  # type: ignore[no-untyped-def]
@@ -208,15 +215,15 @@ def test_the_proxy_keeps_the_answer_it_relayed(client, runtime, wire) -> None:  
     chat = {"model": "router", "messages": [{"role": "user", "content": "Write a haiku."}]}
     r = client.post("/v1/chat/completions", json=chat)
     did, served = r.headers["x-bandit-router-decision-id"], r.headers["x-bandit-router-model"]
-    assert _text(runtime, did)["answer"] == f"hi from {served}"  # type: ignore[index]
+    assert _answer(runtime, did) == f"hi from {served}"
     with client.stream("POST", "/v1/chat/completions", json={**chat, "stream": True}) as s:
         list(s.iter_lines())
         did = s.headers["x-bandit-router-decision-id"]
     deadline = time.monotonic() + 5
-    while (_text(runtime, did) or {}).get("answer") is None:  # written after the stream ended
+    while _answer(runtime, did) is None:  # written after the stream ended
         assert time.monotonic() < deadline, "the streamed answer was never kept"
         time.sleep(0.02)
-    assert _text(runtime, did)["answer"] == "softrainfalls"  # type: ignore[index]
+    assert _answer(runtime, did) == "softrainfalls"
     _audit_none(runtime)
     did = client.post("/v1/chat/completions", json=chat).headers["x-bandit-router-decision-id"]
     assert _text(runtime, did) is None
@@ -229,7 +236,7 @@ def test_kept_text_expires_after_audit_text_days(audited) -> None:  # type: igno
 
     client, rt = audited
     did = client.post("/v1/route", json={"prompt": "keep me a while"}).json()["decision_id"]
-    assert rt.runner.run("audits")["result"]["texts_purged"] == 0
+    assert rt.runner.run("audits").result["texts_purged"] == 0
     assert _text(rt, did) is not None
     later = utcnow() + timedelta(days=rt.settings.audit_text_days, seconds=1)
     assert audit_service.purge_texts(rt.engine, rt.settings, now=later) == 1
@@ -292,7 +299,7 @@ def test_rubric_and_comment_are_kept_with_the_grade(client, runtime) -> None:  #
     with runtime.engine.connect() as conn:
         grade = repo.get_grade(conn, did, 1)
     assert grade is not None
-    assert (grade["rubric"], grade["comment"], grade["grader"], grade["score"]) == (
+    assert (grade.rubric, grade.comment, grade.grader, grade.score) == (
         "math-v2", "off by one", "ann", 0.25,
     )  # fmt: skip
 
@@ -327,7 +334,8 @@ def test_double_grading_keeps_both_grades_and_reports_agreement(client, runtime)
         assert r.status_code == 201 and r.json()["round"] == 2
         assert _text(runtime, did) is None
     with runtime.engine.connect() as conn:
-        assert repo.get_audit(conn, ids[0])["score"] == 0.5  # type: ignore[index]  # the first
+        audit = repo.get_audit(conn, ids[0])
+    assert audit is not None and audit.score == 0.5  # the first
     assert client.get("/v1/audits/pending").json() == []
     third = client.post("/v1/audits", json={"decision_id": ids[0], "score": 0.5, "grader_id": "cy"})
     assert third.status_code == 409

@@ -99,7 +99,8 @@ def test_revoked_key_stops_working_within_seconds(make_client, make_key, runtime
     assert client.get("/v1/decisions/x", headers=bearer(key)).status_code == 404
     with runtime.engine.begin() as conn:
         prefix = store.prefix_of(key)
-        assert store.revoke_key(conn, prefix)["revoked_at"] is not None
+        revoked = store.revoke_key(conn, prefix)
+        assert revoked is not None and revoked.revoked_at is not None
     deadline = time.monotonic() + 10  # the refresh runs every STATE_POLL_SECONDS (0.2 s here)
     while (r := client.get("/v1/decisions/x", headers=bearer(key))).status_code != 401:
         assert time.monotonic() < deadline, "a revoked key still works"

@@ -35,8 +35,8 @@ def test_feedback_teaches_the_policy_per_kind_of_query(client, runtime) -> None:
                 fb = {"decision_id": out["decision_id"], "type": "thumbs", "value": thumbs}
                 assert client.post("/v1/feedback", json=fb).status_code == 201
         job = runtime.runner.run("update")
-        assert job["status"] == "succeeded", job
-        assert job["result"]["events"] == 80
+        assert job.status == "succeeded", job
+        assert job.result["events"] == 80
     # Exploration tried every model on both kinds of query.
     assert chosen["math"] == chosen["poetry"] == {"strong", "mid", "cheap"}
 
@@ -71,8 +71,8 @@ def test_pairwise_feedback_teaches_both_models(client, runtime) -> None:  # type
             }
             assert client.post("/v1/feedback", json=fb).status_code == 201
         job = runtime.runner.run("update")
-        assert job["status"] == "succeeded", job
-    learner = load_policy(runtime.engine, job["result"]["published"])
+        assert job.status == "succeeded", job
+    learner = load_policy(runtime.engine, job.result["published"])
     held_out = runtime.embedder.encoder.encode(prompts("math", 10, seed=77))
     wins = sum(q[0] > q[1] for q in (learner.model.predict(x, ["mid", "cheap"]) for x in held_out))
     assert wins >= 9

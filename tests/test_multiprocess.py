@@ -202,8 +202,8 @@ def _publish_new_policy(base: str, settings: Settings) -> int:
     finally:
         runner.close()
         engine.dispose()
-    assert row["status"] == "succeeded", row
-    return int(row["result"]["published"])
+    assert row.status == "succeeded", row
+    return int(row.result["published"])
 
 
 @pytest.mark.postgres

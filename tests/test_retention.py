@@ -15,7 +15,7 @@ from bandit_router.jobs.retention import run_retention
 from bandit_router.jobs.runner import JOBS, SCHEDULE
 from bandit_router.store import repository as repo
 from bandit_router.store.db import make_engine
-from bandit_router.store.models import utcnow
+from bandit_router.store.models import AuditStatus, utcnow
 
 N = 60  # decisions spread evenly over the last 20 days
 
@@ -31,21 +31,21 @@ def _expected(engine, before) -> dict[tuple[str, str], dict[str, float]]:  # typ
         for did in _ids():
             d = repo.get_decision(conn, did)
             assert d is not None
-            at = d["created_at"] if d["created_at"].tzinfo else d["created_at"].replace(tzinfo=UTC)
+            at = d.created_at if d.created_at.tzinfo else d.created_at.replace(tzinfo=UTC)
             if at >= before:
                 continue
-            row = out[(at.astimezone(UTC).date().isoformat(), d["chosen_model"])]
+            row = out[(at.astimezone(UTC).date().isoformat(), d.chosen_model)]
             row["decisions"] += 1
-            rewards = [f["reward"] for f in repo.list_feedback(conn, did)]
+            rewards = [f.reward for f in repo.list_feedback(conn, did)]
             row["feedback"] += len(rewards)
             row["reward_sum"] += sum(rewards)
             row["cost_usd"] += next(
-                c["cost_usd"] for c in d["candidates"] if c["model"] == d["chosen_model"]
+                c["cost_usd"] for c in d.candidates if c["model"] == d.chosen_model
             )
             audit = repo.get_audit(conn, did)
-            if audit is not None and audit["status"] == "graded":
+            if audit is not None and audit.status == AuditStatus.GRADED and audit.score is not None:
                 row["audits"] += 1
-                row["gold_sum"] += audit["score"]
+                row["gold_sum"] += audit.score
     return out
 
 
@@ -73,21 +73,17 @@ def test_the_purge_rolls_up_then_deletes_old_decisions_in_batches(settings: Sett
             for did in gone:  # no orphans
                 assert repo.list_feedback(conn, did) == [] and repo.get_audit(conn, did) is None
             young = [d for d in kept if d is not None]
-            assert all(repo.list_feedback(conn, d["id"]) for d in young)
+            assert all(repo.list_feedback(conn, d.id) for d in young)
             # Prompts: cleared between 5 and 10 days, kept on the newest 5 days.
             fresh = utcnow() - timedelta(days=5)
             for d in young:
-                at = (
-                    d["created_at"]
-                    if d["created_at"].tzinfo
-                    else d["created_at"].replace(tzinfo=UTC)
-                )
-                assert (d["prompt"] is None) == (at < fresh)
-        got = {(r["day"].isoformat(), r["model"]): r for r in rows}
+                at = d.created_at if d.created_at.tzinfo else d.created_at.replace(tzinfo=UTC)
+                assert (d.prompt is None) == (at < fresh)
+        got = {(r.day.isoformat(), r.model): r for r in rows}
         assert set(got) == set(expected)
         for key, want in expected.items():
             for col, value in want.items():
-                assert got[key][col] == pytest.approx(value), (key, col)
+                assert getattr(got[key], col) == pytest.approx(value), (key, col)
 
         # A second run finds nothing: the aggregates are not counted twice.
         again = run_retention(engine, s)
@@ -105,7 +101,8 @@ def test_zero_days_keeps_everything(settings: Settings) -> None:
     try:
         assert "decisions_deleted" not in run_retention(engine, s)
         with engine.connect() as conn:
-            assert all(repo.get_decision(conn, did)["prompt"] for did in _ids()[:10])  # type: ignore[index]
+            kept = [repo.get_decision(conn, did) for did in _ids()[:10]]
+            assert all(d is not None and d.prompt for d in kept)
             assert repo.daily_aggregates(conn) == []
     finally:
         engine.dispose()

@@ -78,8 +78,8 @@ def test_updates_learn_biased_feedback_on_the_gold_scale(service) -> None:  # ty
         feed_biased_round(client, rnd)
         grade_pending_audits(client)
         job = rt.runner.run("update")
-        assert job["status"] == "succeeded", job["error"]
-    bias = job["result"]["labels"]["mean_bias_by_model"]
+        assert job.status == "succeeded", job.error
+    bias = job.result["labels"]["mean_bias_by_model"]
     assert bias["cheap"] < -0.4 and bias["strong"] > 0.3
     held_out = prompts("math", 10, seed=50)
     assert sum(prefers(client, p) == "strong" for p in held_out) >= 8
@@ -92,14 +92,14 @@ def test_retraining_fixes_a_policy_misled_by_biased_feedback(service) -> None:  
     client, rt = service
     for rnd in range(4):
         feed_biased_round(client, rnd)
-        assert rt.runner.run("update")["status"] == "succeeded"  # no grade yet: raw labels
+        assert rt.runner.run("update").status == "succeeded"  # no grade yet: raw labels
     held_out = prompts("math", 10, seed=50)
     assert sum(prefers(client, p) == "cheap" for p in held_out) >= 8  # misled by the judge
     grade_pending_audits(client)
 
     job = rt.runner.run("retrain")
-    assert job["status"] == "succeeded", job["error"]
-    result = job["result"]
+    assert job.status == "succeeded", job.error
+    result = job.result
     assert result["promoted"], result["ope"]
     ope = result["ope"]
     assert ope["difference"]["lo"] > 0
@@ -111,12 +111,12 @@ def test_retraining_fixes_a_policy_misled_by_biased_feedback(service) -> None:  
     assert sum(prefers(client, p) == "strong" for p in held_out) >= 8  # fixed
 
     view = client.get("/v1/admin/bias").json()
-    assert view["job_id"] == job["id"] and view["models"]["cheap"]["hi"] < 0
+    assert view["job_id"] == job.id and view["models"]["cheap"]["hi"] < 0
 
     # More of the same biased feedback: updates now learn it corrected, and the policy stays.
     feed_biased_round(client, rnd=4)
     grade_pending_audits(client)
-    assert rt.runner.run("update")["status"] == "succeeded"
+    assert rt.runner.run("update").status == "succeeded"
     assert sum(prefers(client, p) == "strong" for p in held_out) >= 8
 
 
@@ -133,7 +133,7 @@ def test_failed_retraining_leaves_the_active_policy(service) -> None:  # type: i
         )
         n_versions = len(repo.list_policies(conn))
     job = rt.runner.run("retrain")
-    assert job["status"] == "failed" and job["error"]
+    assert job.status == "failed" and job.error
     with rt.engine.connect() as conn:
         assert repo.active_policy_id(conn) == before
         assert len(repo.list_policies(conn)) == n_versions
@@ -162,8 +162,8 @@ def test_answer_length_reaches_the_bias_model(service) -> None:  # type: ignore[
     grade_pending_audits(client)
 
     job = rt.runner.run("retrain")
-    assert job["status"] == "succeeded", job["error"]
-    assert job["result"]["labels"]["answer_length_feature"] is True
+    assert job.status == "succeeded", job.error
+    assert job.result["labels"]["answer_length_feature"] is True
 
     events = [e for chunk in read_events(rt.engine, rt.settings) for e in chunk]
     lengths = [e.output_tokens for e in events]
@@ -183,10 +183,10 @@ def test_answer_length_reaches_the_bias_model(service) -> None:  # type: ignore[
 def _candidate_predictions(engine, settings: Settings, version: int) -> np.ndarray:  # type: ignore[no-untyped-def]
     """The published candidate's predicted qualities on fixed queries, for every pool model."""
     with engine.connect() as conn:
-        row = repo.get_policy(conn, version, with_bytes=True)
-        models = [m["name"] for m in repo.list_models(conn)]
+        row = repo.get_full_policy(conn, version)
+        models = [m.name for m in repo.list_models(conn)]
     assert row is not None
-    model = QualityModel(row["vw_args"], row["model_bytes"])
+    model = QualityModel(row.vw_args, row.model_bytes)
     queries = np.random.default_rng(5).standard_normal((20, 384)).astype(np.float32)
     try:
         return np.stack([model.predict(q / np.linalg.norm(q), models) for q in queries])

@@ -26,6 +26,7 @@ from bandit_router.services.policies import load_policy
 from bandit_router.services.warm_start import publish_warm_start
 from bandit_router.store import repository as repo
 from bandit_router.store.db import make_engine
+from bandit_router.store.records import PolicyMeta
 
 POOL = [s.name for s in load_pool_file(EXAMPLE_POOL)]
 OTHER_VW_ARGS = "--cb_adf -q sa --cb_type mtr -l 0.1 --quiet"
@@ -38,7 +39,7 @@ def fresh_store(database_url: str, **overrides: object) -> tuple[Settings, Engin
     return settings, engine
 
 
-def active_row(engine: Engine) -> dict[str, object]:
+def active_row(engine: Engine) -> PolicyMeta:
     with engine.connect() as conn:
         version = repo.active_policy_id(conn)
         assert version is not None
@@ -63,23 +64,23 @@ def test_a_fresh_store_starts_from_the_starter(database_url: str) -> None:
     settings, engine = fresh_store(database_url)
     try:
         row = active_row(engine)
-        assert row["source"] == starter.SOURCE
-        assert row["vw_args"] == settings.vw_args
-        assert set(row["model_counts"]) == set(POOL)  # type: ignore[arg-type]
+        assert row.source == starter.SOURCE
+        assert row.vw_args == settings.vw_args
+        assert set(row.model_counts) == set(POOL)
         # Not cold: the models are told apart on a query (cold predicts 0 for every one).
-        policy = load_policy(engine, int(row["id"]))  # type: ignore[call-overload]
+        policy = load_policy(engine, row.id)
         assert policy.regions is not None
         quality = policy.model.predict(policy.regions[0], POOL)  # a typical training question
         assert np.ptp(quality) > 0.1
         # Retraining starts from it, as it would from a cold or warm-start version.
-        assert base_policy(engine)["source"] == starter.SOURCE
+        assert base_policy(engine).source == starter.SOURCE
         # A second start keeps the active policy; a warm start replaces it.
         prepare_database(engine, settings)
-        assert active_row(engine)["id"] == row["id"]
+        assert active_row(engine).id == row.id
         X = np.eye(4, 384, dtype=np.float32)
         publish_warm_start(engine, settings.vw_args, X, POOL[:2], np.full((4, 2), 0.5))
-        assert active_row(engine)["source"] == "warm_start"
-        assert base_policy(engine)["source"] == "warm_start"
+        assert active_row(engine).source == "warm_start"
+        assert base_policy(engine).source == "warm_start"
     finally:
         engine.dispose()
 
@@ -91,7 +92,7 @@ def test_a_starter_built_under_other_vw_args_is_refused(
     _, engine = fresh_store(f"sqlite:///{tmp_path}/router.db", vw_args=OTHER_VW_ARGS)
     try:
         row = active_row(engine)
-        assert row["source"] == "cold" and row["vw_args"] == OTHER_VW_ARGS
+        assert row.source == "cold" and row.vw_args == OTHER_VW_ARGS
     finally:
         engine.dispose()
     [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

@@ -21,7 +21,7 @@ from bandit_router.api.schemas import (
 from bandit_router.api.strict_json import StrictJSONRoute
 from bandit_router.runtime import Runtime
 from bandit_router.services import audits as audit_service
-from bandit_router.services.admin import JOB_KINDS, Admin
+from bandit_router.services.admin import JOB_KINDS, Admin, JobRecord, PolicyMeta
 from bandit_router.services.audits import Report
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=StrictJSONRoute)
@@ -69,17 +69,17 @@ def patch_model(name: ModelPath, patch: ModelPatch, admin: AdminDep) -> dict[str
 
 
 @router.get("/policies", response_model=list[PolicyOut])
-def list_policies(admin: AdminDep) -> list[dict[str, Any]]:
+def list_policies(admin: AdminDep) -> list[PolicyMeta]:
     return admin.list_policies()
 
 
 @router.get("/policies/{version}", response_model=PolicyOut, responses=NOT_FOUND)
-def get_policy(version: int, admin: AdminDep) -> dict[str, Any]:
+def get_policy(version: int, admin: AdminDep) -> PolicyMeta:
     return admin.get_policy(version)
 
 
 @router.post("/policies/{version}/activate", response_model=PolicyOut, responses=NOT_FOUND)
-def activate_policy(version: int, admin: AdminDep) -> dict[str, Any]:
+def activate_policy(version: int, admin: AdminDep) -> PolicyMeta:
     """Activate any stored version: promotion by hand, or rollback to an older one."""
     return admin.activate_policy(version)
 
@@ -88,12 +88,12 @@ JobKind = Annotated[str, Path(json_schema_extra={"enum": sorted(JOB_KINDS)})]
 
 
 @router.post("/jobs/{kind}", status_code=202, response_model=JobOut, responses=NOT_FOUND)
-def trigger_job(kind: JobKind, admin: AdminDep) -> dict[str, Any]:
+def trigger_job(kind: JobKind, admin: AdminDep) -> JobRecord:
     return admin.submit_job(kind)
 
 
 @router.get("/jobs", response_model=list[JobOut])
-def list_jobs(admin: AdminDep) -> list[dict[str, Any]]:
+def list_jobs(admin: AdminDep) -> list[JobRecord]:
     return admin.list_jobs()
 
 
@@ -106,7 +106,7 @@ def list_jobs(admin: AdminDep) -> list[dict[str, Any]]:
         405: {"model": ErrorBody, "description": "not a number: /jobs/{kind} takes POST only"},
     },
 )
-def get_job(job_id: Annotated[int, Path(ge=1)], admin: AdminDep) -> dict[str, Any]:
+def get_job(job_id: Annotated[int, Path(ge=1)], admin: AdminDep) -> JobRecord:
     return admin.get_job(job_id)
 
 

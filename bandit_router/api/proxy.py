@@ -32,7 +32,6 @@ from bandit_router.services.proxy import (
     KeyReused,
     ProxyCall,
     proxy_call,
-    routed_again,
 )
 from bandit_router.services.routing import Choice, ModelSpec, Routed, select_candidates
 
@@ -367,9 +366,8 @@ async def _decision_for(
     for _ in range(2):  # a concurrent twin may take the key between our look and our write
         earlier = await asyncio.to_thread(_earlier, rt, call)
         if earlier is not None:
-            routed = routed_again(earlier)
-            names, pool = routed.choice.models, rt.pool
-            return routed, {n: pool[n] for n in names if n in pool and pool[n].base_url}
+            names, pool = earlier.choice.models, rt.pool
+            return earlier, {n: pool[n] for n in names if n in pool and pool[n].base_url}
         route_req = req.route_request()
         snapshot = rt.snapshot
         candidates = proxyable(select_candidates(snapshot, route_req.models, route_req.exclude))
@@ -389,7 +387,7 @@ async def _decision_for(
     raise HTTPException(409, "a request with this Idempotency-Key is being logged; retry")
 
 
-def _earlier(rt: Runtime, call: ProxyCall) -> dict[str, Any] | None:
+def _earlier(rt: Runtime, call: ProxyCall) -> Routed | None:
     try:
         return rt.proxy.earlier(call)
     except KeyReused as exc:

@@ -314,7 +314,13 @@ class ModelOut(BaseModel):
 # --- jobs, policies, decisions ------------------------------------------------------------------
 
 
+# The services hand over the store's records (dataclasses): validated from their attributes.
+FROM_RECORD = ConfigDict(from_attributes=True)
+
+
 class JobOut(BaseModel):
+    model_config = FROM_RECORD
+
     id: int
     kind: str
     status: str
@@ -340,6 +346,8 @@ class DailyOut(BaseModel):
 
 
 class PolicyOut(BaseModel):
+    model_config = FROM_RECORD
+
     id: int
     created_at: Timestamp
     vw_args: str

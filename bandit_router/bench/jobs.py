@@ -24,9 +24,11 @@ from typing import Any
 import numpy as np
 
 from bandit_router.config import Settings
+from bandit_router.policy.pool import ModelSpec
 from bandit_router.runtime import prepare_database
 from bandit_router.store import repository as repo
 from bandit_router.store.db import make_engine
+from bandit_router.store.records import ModelRecord
 
 DIM = 384
 BATCH = 10_000  # rows per bulk insert: bounded memory while filling any N
@@ -48,12 +50,9 @@ def _unit_vectors(rng: np.random.Generator, n: int) -> np.ndarray:
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-def _costs(models: list[dict[str, Any]]) -> dict[str, float]:
+def _costs(models: list[ModelRecord]) -> dict[str, float]:
     """Normalised expected cost of a 50-token query per model, as the router computes it."""
-    usd = {
-        m["name"]: (50 * m["input_price"] + m["expected_output_tokens"] * m["output_price"]) / 1e6
-        for m in models
-    }
+    usd = {m.name: ModelSpec.from_row(m).expected_cost(50) for m in models}
     top = max(usd.values())
     return {k: v / top for k, v in usd.items()}
 

@@ -155,8 +155,8 @@ class _Runner:
         with self.engine.begin() as conn:
             ids = repo.claim_audits(conn, "bench-grader", 1_000_000, timedelta(hours=1))
             for audit in repo.audits_by_id(conn, ids):
-                i, k = self.where[audit["decision_id"]]
-                repo.grade_audit(conn, audit["decision_id"], float(self.scores[i, k]), "bench")
+                i, k = self.where[audit.decision_id]
+                repo.grade_audit(conn, audit.decision_id, float(self.scores[i, k]), "bench")
         return len(ids)
 
 

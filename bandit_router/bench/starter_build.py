@@ -21,7 +21,7 @@ import logging
 import os
 import platform
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,7 @@ from bandit_router.policy.pool import ModelSpec
 
 if TYPE_CHECKING:
     from bandit_router.offline.routers import GoldRegressionRouter
+    from bandit_router.store.records import PolicyRecord
 
 log = logging.getLogger(__name__)
 
@@ -158,24 +159,24 @@ def build_starter(
                 metrics={"starter": provenance},
             )
             with engine.connect() as conn:
-                row = repo.get_policy(conn, version, with_bytes=True)
+                row = repo.get_full_policy(conn, version)
         finally:
             engine.dispose()
     assert row is not None
     evaluation = evaluate(settings, row, router, X_test, test, pool, sources)
-    row["metrics"] = {**row["metrics"], "evaluation": evaluation}
+    metrics = {**row.metrics, "evaluation": evaluation}
     meta = {
         "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command,
         "machine": _machine(),
         "models": train.models,
     }
-    return write_starter(out, row, meta)
+    return write_starter(out, {**asdict(row), "metrics": metrics}, meta)
 
 
 def evaluate(
     settings: Settings,
-    row: dict[str, Any],
+    row: PolicyRecord,
     router: GoldRegressionRouter,
     X: np.ndarray,
     gm: GoldMatrix,
@@ -197,7 +198,7 @@ def evaluate(
     tokens = [max(1, round(len(str(p)) / settings.chars_per_token)) for p in gm.prompts]
     costs = np.array([[m.expected_cost(t) for m in specs] for t in tokens])
     tally = tally_of(row)
-    model = QualityModel(row["vw_args"], row["model_bytes"])
+    model = QualityModel(row.vw_args, row.model_bytes)
     policy = Policy(0, model, tally.totals, tally.regions, tally.by_region)
     greedy = ExplorationConfig(kind="greedy")
     rows = np.arange(gm.n_prompts)

@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from typing import Any
 
 from bandit_router.cli.common import Handler
@@ -107,6 +108,7 @@ def cmd_update(args: argparse.Namespace, settings: Settings) -> int:
     from bandit_router.jobs.runner import JobRunner
     from bandit_router.runtime import prepare_database
     from bandit_router.store.db import make_engine
+    from bandit_router.store.models import JobStatus
 
     engine = make_engine(settings.database_url)
     prepare_database(engine, settings)
@@ -115,8 +117,8 @@ def cmd_update(args: argparse.Namespace, settings: Settings) -> int:
         row = runner.run(args.kind)
     finally:
         runner.close()
-    print(json.dumps(row, default=str, indent=2))
-    return 0 if row["status"] == "succeeded" else 1
+    print(json.dumps(asdict(row), default=str, indent=2))
+    return 0 if row.status == JobStatus.SUCCEEDED else 1
 
 
 def cmd_prepare_encoder(args: argparse.Namespace, settings: Settings) -> int:

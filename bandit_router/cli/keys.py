@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import sys
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection
@@ -54,8 +55,7 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
         key, row = store.create_key(conn, args.role, args.name)
     # The key alone on stdout (for `KEY=$(bandit-router keys create ...)`), the rest on stderr.
     print(
-        f"created {row['role']} key {row['id']} ({row['prefix']}); it is shown only now, "
-        "store it safely:",
+        f"created {row.role} key {row.id} ({row.prefix}); it is shown only now, store it safely:",
         file=sys.stderr,
     )
     print(key)
@@ -67,10 +67,10 @@ def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
         rows = store.list_keys(conn)
     print(f"{'id':>4}  {'prefix':<12}  {'role':<6}  {'created':<19}  {'revoked':<19}  name")
     for r in rows:
-        revoked = _when(r["revoked_at"]) or "-"
+        revoked = _when(r.revoked_at) or "-"
         print(
-            f"{r['id']:>4}  {r['prefix']:<12}  {r['role']:<6}  {_when(r['created_at']):<19}  "
-            f"{revoked:<19}  {r['name'] or ''}"
+            f"{r.id:>4}  {r.prefix:<12}  {r.role:<6}  {_when(r.created_at):<19}  "
+            f"{revoked:<19}  {r.name or ''}"
         )
     return 0
 
@@ -81,9 +81,9 @@ def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
     if row is None:
         print(f"bandit-router: no key with id or prefix {args.key!r}", file=sys.stderr)
         return 1
-    print(f"revoked key {row['id']} ({row['prefix']}) at {_when(row['revoked_at'])}")
+    print(f"revoked key {row.id} ({row.prefix}) at {_when(row.revoked_at)}")
     return 0
 
 
-def _when(value: Any) -> str:
+def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else ""

@@ -66,7 +66,7 @@ def cmd_warm_start(args: argparse.Namespace, settings: Settings) -> int:
     engine = make_engine(settings.database_url)
     prepare_database(engine, settings)
     with engine.connect() as conn:
-        pool = {m["name"] for m in repo.list_models(conn)}
+        pool = {m.name for m in repo.list_models(conn)}
     names = [rename.get(m, m) for m in router.models]
     keep = [k for k, m in enumerate(names) if m in pool]
     if not keep:

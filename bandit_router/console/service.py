@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 from collections import defaultdict
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,6 +25,7 @@ from bandit_router.services.errors import DomainError
 from bandit_router.store import aggregates as agg
 from bandit_router.store import proxy_log
 from bandit_router.store import repository as repo
+from bandit_router.store.records import MeanBucket, PolicyMeta, TrafficBucket
 
 # window name -> (length, bucket size), both in seconds: ~24-30 points per chart.
 WINDOWS = {
@@ -71,28 +73,27 @@ def _buckets(start: datetime, seconds: int) -> list[int]:
     return list(range(first, last + 1, seconds))
 
 
-def _share_series(rows: list[dict[str, Any]], buckets: list[int]) -> dict[str, list[float | None]]:
+def _share_series(rows: list[TrafficBucket], buckets: list[int]) -> dict[str, list[float | None]]:
     totals: dict[int, int] = defaultdict(int)
     counts: dict[str, dict[int, int]] = defaultdict(dict)
     for r in rows:
-        totals[int(r["bucket"])] += int(r["n"])
-        counts[r["model"]][int(r["bucket"])] = int(r["n"])
+        totals[int(r.bucket)] += int(r.n)
+        counts[r.model][int(r.bucket)] = int(r.n)
     return {
         model: [by.get(b, 0) / totals[b] if totals.get(b) else None for b in buckets]
         for model, by in sorted(counts.items())
     }
 
 
-def _mean_series(rows: list[dict[str, Any]], buckets: list[int]) -> list[float | None]:
-    by = {int(r["bucket"]): float(r["mean"]) for r in rows if r["mean"] is not None}
+def _mean_series(rows: list[MeanBucket], buckets: list[int]) -> list[float | None]:
+    by = {int(r.bucket): float(r.mean) for r in rows if r.mean is not None}
     return [by.get(b) for b in buckets]
 
 
-def _weighted_mean(rows: list[dict[str, Any]]) -> float | None:
-    n = sum(int(r["n"]) for r in rows if r["mean"] is not None)
-    if not n:
-        return None
-    return sum(float(r["mean"]) * int(r["n"]) for r in rows if r["mean"] is not None) / n
+def _weighted_mean(rows: list[MeanBucket]) -> float | None:
+    known = [(float(r.mean), int(r.n)) for r in rows if r.mean is not None]
+    n = sum(k for _, k in known)
+    return sum(mean * k for mean, k in known) / n if n else None
 
 
 def overview(rt: Runtime, name: str) -> dict[str, Any]:
@@ -109,8 +110,8 @@ def overview(rt: Runtime, name: str) -> dict[str, Any]:
     return {
         "window": name,
         "windows": list(WINDOWS),
-        "decisions": sum(int(r["n"]) for r in traffic),
-        "feedback": sum(int(r["n"]) for r in reward),
+        "decisions": sum(int(r.n) for r in traffic),
+        "feedback": sum(int(r.n) for r in reward),
         "mean_reward": _weighted_mean(reward),
         "cost_per_query": _weighted_mean(cost),
         "exploration": explore,
@@ -223,18 +224,18 @@ def ope_summary(metrics_: dict[str, Any]) -> dict[str, Any] | None:
 def policies(rt: Runtime) -> list[dict[str, Any]]:
     with rt.engine.connect() as conn:
         rows = repo.list_policies(conn)
-    active = next((p["id"] for p in rows if p["active"]), 0)
+    active = next((p.id for p in rows if p.active), 0)
     return [
         {
-            **p,
-            "ope": ope_summary(p.get("metrics") or {}),
-            "action": "Promote" if p["id"] > active else "Roll back",
+            **asdict(p),
+            "ope": ope_summary(p.metrics or {}),
+            "action": "Promote" if p.id > active else "Roll back",
         }
         for p in rows
     ]
 
 
-def activate(rt: Runtime, version: int) -> dict[str, Any]:
+def activate(rt: Runtime, version: int) -> PolicyMeta:
     return _run(rt.admin.activate_policy, version)
 
 
@@ -244,12 +245,12 @@ def activate(rt: Runtime, version: int) -> dict[str, Any]:
 def bias(rt: Runtime) -> dict[str, Any]:
     with rt.engine.connect() as conn:
         runs = agg.bias_runs(conn)
-    labels = [f"#{run['id']}" for run in runs]
-    models = sorted({m for run in runs for m in run["result"]["bias"]})
+    labels = [f"#{run.id}" for run in runs]
+    models = sorted({m for run in runs for m in run.result["bias"]})
     out = {}
     for model in models:
         # One column per run, empty where a run had no estimate for this model.
-        points = [run["result"]["bias"].get(model) for run in runs]
+        points = [run.result["bias"].get(model) for run in runs]
         known = [e for e in points if e is not None]
         rows = [(e["estimate"], e["lo"], e["hi"]) if e else None for e in points]
         out[model] = {
@@ -292,7 +293,6 @@ def decision(rt: Runtime, decision_id: str) -> dict[str, Any] | None:
         audit = repo.get_audit(conn, decision_id)
         grades = agg.grades_of(conn, decision_id)
         proxied = proxy_log.get_answer(conn, decision_id)
-    row.pop("embedding", None)
     return {
         "decision": row,
         "feedback": feedback,

@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from bandit_router.config import Settings
 from bandit_router.policy.rewards import aggregate
 from bandit_router.store import repository as repo
+from bandit_router.store.records import EventRecord, FeedbackSignal
 
 
 @dataclass(frozen=True)
@@ -70,47 +71,42 @@ class LoggedEvent:
         lam = self.lam if lam is None else lam
         return max(self.candidates, key=lambda c: c.quality - lam * c.cost_norm).model
 
-    def cost_of(self, model: str) -> float:
-        return next((c.cost_norm for c in self.candidates if c.model == model), 0.0)
 
-
-def _aggregate_pref(items: list[dict[str, Any]], settings: Settings) -> float | None:
+def _aggregate_pref(items: list[FeedbackSignal], settings: Settings) -> float | None:
     if items:
-        return aggregate([f["reward"] for f in items], settings.reward_aggregation)
+        return aggregate([f.reward for f in items], settings.reward_aggregation)
     if settings.no_feedback == "default":
         return settings.default_reward
     return None
 
 
-def _event(row: dict[str, Any], items: list[dict[str, Any]], settings: Settings) -> LoggedEvent:
-    answered = row["chosen_model"] if row["proxied"] is None else row["served_model"]
-    told = [f["output_tokens"] for f in items if f["output_tokens"] is not None]
-    if row["proxy_output_tokens"] is not None:  # measured by the proxy beats a client's report
-        tokens: float | None = float(row["proxy_output_tokens"])
+def _event(row: EventRecord, items: list[FeedbackSignal], settings: Settings) -> LoggedEvent:
+    answered = row.chosen_model if row.proxied is None else row.served_model
+    told = [f.output_tokens for f in items if f.output_tokens is not None]
+    if row.proxy_output_tokens is not None:  # measured by the proxy beats a client's report
+        tokens: float | None = float(row.proxy_output_tokens)
     else:
         tokens = float(told[-1]) if told else None
     return LoggedEvent(
-        decision_id=row["id"],
-        created_at=row["created_at"],
-        emb=np.frombuffer(row["embedding"], dtype=np.float32),
-        lam=float(row["lam"]),
+        decision_id=row.id,
+        created_at=row.created_at,
+        emb=np.frombuffer(row.embedding, dtype=np.float32),
+        lam=float(row.lam),
         candidates=tuple(
             LoggedCandidate(c["model"], c["quality"], c["cost_norm"], c["probability"])
-            for c in row["candidates"]
+            for c in row.candidates
         ),
-        drawn=row["chosen_model"],
-        probability=float(row["probability"]),
+        drawn=row.chosen_model,
+        probability=float(row.probability),
         answered=answered,
         pref=_aggregate_pref(items, settings),
         sides=tuple(
-            (f["other_model"], 1.0 - f["reward"])
-            for f in items
-            if f["type"] == "pairwise" and f["other_model"]
+            (f.other_model, 1.0 - f.reward) for f in items if f.type == "pairwise" and f.other_model
         ),
-        gold=None if row["gold"] is None else float(row["gold"]),
-        audit_probability=float(row["audit_probability"]),
+        gold=None if row.gold is None else float(row.gold),
+        audit_probability=float(row.audit_probability),
         output_tokens=tokens,
-        policy_version=int(row["policy_version"]),
+        policy_version=int(row.policy_version),
     )
 
 
@@ -139,8 +135,8 @@ def read_events(
             with_signal_only=settings.no_feedback == "skip",
             max_events=max_events,
         ):
-            feedback = repo.feedback_for(conn, [r["id"] for r in rows])
-            yield [_event(r, feedback[r["id"]], settings) for r in rows]
+            feedback = repo.feedback_for(conn, [r.id for r in rows])
+            yield [_event(r, feedback[r.id], settings) for r in rows]
 
 
 def newest(events: Iterator[list[LoggedEvent]], keep: int, only: Any = None) -> list[LoggedEvent]:

@@ -40,13 +40,14 @@ from bandit_router.policy.regions import Tally
 from bandit_router.services.policies import publish_policy, tally_fields, tally_of
 from bandit_router.store import repository as repo
 from bandit_router.store.models import PolicyVersion, utcnow
+from bandit_router.store.records import PolicyRecord
 
 log = logging.getLogger(__name__)
 
 RESERVOIR = 100_000  # preference-only events sampled for the bias intervals
 
 
-def base_policy(engine: Engine) -> dict[str, Any]:
+def base_policy(engine: Engine) -> PolicyRecord:
     """The newest warm-start or cold version: what the service started from."""
     with engine.connect() as conn:
         version = conn.execute(
@@ -55,7 +56,7 @@ def base_policy(engine: Engine) -> dict[str, Any]:
             .order_by(PolicyVersion.id.desc())
             .limit(1)
         ).scalar()
-        row = repo.get_policy(conn, int(version), with_bytes=True) if version else None
+        row = repo.get_full_policy(conn, int(version)) if version else None
     if row is None:
         raise RuntimeError("no warm-start or cold policy to retrain from")
     return row
@@ -116,12 +117,12 @@ def _learn_offline_gold(engine: Engine, model: QualityModel, tally: Tally) -> in
     """Gold imported from offline benchmarks: full-information labels, learned first."""
     with engine.connect() as conn:
         rows = repo.offline_gold(conn)
-        pool = [m["name"] for m in repo.list_models(conn)]
+        pool = [m.name for m in repo.list_models(conn)]
     for g in rows:
-        names = pool if g["model"] in pool else [*pool, g["model"]]
-        emb = np.frombuffer(g["embedding"], dtype=np.float32)
-        model.learn(emb, names, names.index(g["model"]), float(g["score"]))
-        tally.add(g["model"], emb)
+        names = pool if g.model in pool else [*pool, g.model]
+        emb = np.frombuffer(g.embedding, dtype=np.float32)
+        model.learn(emb, names, names.index(g.model), float(g.score))
+        tally.add(g.model, emb)
     return len(rows)
 
 
@@ -153,7 +154,7 @@ def _train_and_evaluate(
 def run_retrain(engine: Engine, settings: Settings) -> dict[str, Any]:
     with engine.connect() as conn:
         active = repo.active_policy(conn)
-        pool = [m["name"] for m in repo.list_models(conn)]
+        pool = [m.name for m in repo.list_models(conn)]
         since = utcnow() - timedelta(days=settings.retrain_window_days)
         n = repo.count_events(conn, since)
     if active is None:
@@ -162,13 +163,13 @@ def run_retrain(engine: Engine, settings: Settings) -> dict[str, Any]:
         return {"events": n, "skipped": f"fewer than {settings.retrain_min_events} events"}
     labeller = fit_labeller(engine, settings, pool)
     base = base_policy(engine)
-    model = QualityModel(base["vw_args"], base["model_bytes"])
+    model = QualityModel(base.vw_args, base.model_bytes)
     counts = tally_of(base)
     try:
         offline = _learn_offline_gold(engine, model, counts)
         n_train = int(n * (1 - settings.promotion_holdout_fraction))
         ev, tally, learned = _train_and_evaluate(
-            engine, settings, model, labeller, counts, n_train, active["id"]
+            engine, settings, model, labeller, counts, n_train, active.id
         )
         blob = model.to_bytes()
     finally:
@@ -185,14 +186,14 @@ def run_retrain(engine: Engine, settings: Settings) -> dict[str, Any]:
     }
     version = publish_policy(
         engine,
-        trained_from_active=active["id"],
+        trained_from_active=active.id,
         activate=evaluation["promote"],
-        vw_args=base["vw_args"],
+        vw_args=base.vw_args,
         model_bytes=blob,
         **tally_fields(counts),
         metrics=metrics,
         source="retrain",
-        parent_id=base["id"],
+        parent_id=base.id,
     )
     log.info(
         "retrain: candidate %s %s",
@@ -203,5 +204,5 @@ def run_retrain(engine: Engine, settings: Settings) -> dict[str, Any]:
         **metrics,
         "candidate": version,
         "promoted": evaluation["promote"],
-        "active_before": active["id"],
+        "active_before": active.id,
     }

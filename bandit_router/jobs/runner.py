@@ -20,6 +20,7 @@ from bandit_router.services.admin import JOB_KINDS
 from bandit_router.services.audits import run_upkeep
 from bandit_router.store import repository as repo
 from bandit_router.store.models import Job, JobStatus, utcnow
+from bandit_router.store.records import JobRecord
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class JobRunner:
             self._pending[kind] = (job_id, fut)
         return job_id, fut
 
-    def run(self, kind: str, trigger: str = "cli") -> dict[str, Any]:
+    def run(self, kind: str, trigger: str = "cli") -> JobRecord:
         """Run now (or join the run under way) and wait; returns the job row."""
         job_id, fut = self.submit(kind, trigger)
         fut.result()

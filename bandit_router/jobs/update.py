@@ -37,6 +37,7 @@ from bandit_router.policy.regions import Tally
 from bandit_router.services.policies import publish_policy, tally_fields, tally_of
 from bandit_router.store import repository as repo
 from bandit_router.store.models import utcnow
+from bandit_router.store.records import PolicyRecord
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +75,14 @@ def teach(
     return before
 
 
-def learner_of(engine: Engine, active: dict[str, Any]) -> dict[str, Any]:
+def learner_of(engine: Engine, active: PolicyRecord) -> PolicyRecord:
     """The newest version the update job has learned since `active` went live (the active
     policy itself when there is none yet)."""
     with engine.connect() as conn:
         row = repo.newest_policy(conn, source="update")
-        if row is None or (row["metrics"] or {}).get("baseline") != active["id"]:
+        if row is None or (row.metrics or {}).get("baseline") != active.id:
             return active
-        full = repo.get_policy(conn, row["id"], with_bytes=True)
+        full = repo.get_full_policy(conn, row.id)
     return full if full is not None else active
 
 
@@ -89,12 +90,12 @@ TRAFFIC = "traffic"  # the requests' own λ; the other gates replay the same eve
 
 
 def _gates(
-    learner: dict[str, Any], active: dict[str, Any], settings: Settings
+    learner: PolicyRecord, active: PolicyRecord, settings: Settings
 ) -> dict[str, ope.RunningDifference]:
     """The learner's pooled differences since it forked from the active policy: at the
     traffic's λ (to promote) and at each preset λ (to veto a learner clearly worse there)."""
     keys = [TRAFFIC] + [f"{settings.preset_lambda(p):g}" for p in ("quality", "balanced", "cost")]
-    stored = {} if learner is active else (learner["metrics"] or {}).get("gate", {})
+    stored = {} if learner is active else (learner.metrics or {}).get("gate", {})
     return {k: ope.RunningDifference(**stored.get(k, {})) for k in dict.fromkeys(keys)}
 
 
@@ -131,7 +132,7 @@ def _learn_chunk(
 def run_update(engine: Engine, settings: Settings) -> dict[str, Any]:
     with engine.connect() as conn:
         active = repo.active_policy(conn)
-        pool = [m["name"] for m in repo.list_models(conn)]
+        pool = [m.name for m in repo.list_models(conn)]
     if active is None:
         raise RuntimeError("no active policy to update")
     closed_before = utcnow() - timedelta(seconds=settings.reward_wait_seconds)
@@ -140,16 +141,16 @@ def run_update(engine: Engine, settings: Settings) -> dict[str, Any]:
     )
     first = next(pending, None)
     if first is None:
-        return {"events": 0, "published": None, "parent": active["id"]}
+        return {"events": 0, "published": None, "parent": active.id}
     labeller = fit_labeller(engine, settings, pool)
     learner = learner_of(engine, active)
     gates = _gates(learner, active, settings)
     tally = tally_of(learner)
     run = _Run(Evaluation(models=[], capacity=settings.ope_max_events))
-    model = QualityModel(learner["vw_args"], learner["model_bytes"])
+    model = QualityModel(learner.vw_args, learner.model_bytes)
     try:
         for chunk in chain([first], pending):
-            _learn_chunk(run, model, chunk, labeller, tally, active["id"])
+            _learn_chunk(run, model, chunk, labeller, tally, active.id)
         blob = model.to_bytes()
     finally:
         model.close()
@@ -172,7 +173,7 @@ def run_update(engine: Engine, settings: Settings) -> dict[str, Any]:
         "closed_without_label": len(run.seen) - run.learned,
         "mean_label": run.label_sum / run.learned if run.learned else None,
         "labels": labeller.info,
-        "baseline": active["id"],
+        "baseline": active.id,
         "gate": {lam: g.as_dict() for lam, g in gates.items()},
         "gate_mean_difference": traffic.mean,
         "gate_lower_bound": lower if np.isfinite(lower) else None,
@@ -181,18 +182,18 @@ def run_update(engine: Engine, settings: Settings) -> dict[str, Any]:
     }
     version = publish_policy(
         engine,
-        trained_from_active=active["id"],
+        trained_from_active=active.id,
         activate=promote,
         also=lambda conn, v: repo.mark_learned(conn, run.seen, v),
-        vw_args=learner["vw_args"],
+        vw_args=learner.vw_args,
         model_bytes=blob,
         **tally_fields(tally),
         metrics=metrics,
         source="update",
-        parent_id=learner["id"],
+        parent_id=learner.id,
     )
     log.info(
         "update job: learner %s from %s events, %s",
         version, run.learned, "promoted" if promote else "not (yet) better than the active",
     )  # fmt: skip
-    return {**metrics, "published": version, "parent": learner["id"]}
+    return {**metrics, "published": version, "parent": learner.id}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -41,8 +40,10 @@ class ModelSpec:
         ) / 1e6
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> ModelSpec:
-        return cls(**{k: row[k] for k in cls.__dataclass_fields__})
+    def from_row(cls, row: object) -> ModelSpec:
+        """From a stored pool row (store/records.py: ModelRecord): policy may not import the
+        store, so any object with these fields as attributes."""
+        return cls(**{k: getattr(row, k) for k in cls.__dataclass_fields__})
 
 
 class PoolFileError(ValueError):

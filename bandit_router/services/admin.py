@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, Protocol
+from dataclasses import asdict
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
@@ -16,10 +17,14 @@ from bandit_router.services.errors import Conflict, Invalid, NotFound, excerpt
 from bandit_router.services.pool import key_env_refused, model_warnings
 from bandit_router.store import repository as repo
 
+# The HTTP layer names JobRecord and PolicyMeta from here: it may not import the store.
+from bandit_router.store.records import JobRecord, ModelRecord, PolicyMeta
+
 # The jobs an admin may start (jobs/runner.py runs exactly these).
 JOB_KINDS = ("update", "retrain", "retention", "audits")
 # Ids are 32-bit in PostgreSQL; a larger one names nothing (and must not reach the database).
 MAX_ID = 2**31 - 1
+R = TypeVar("R")
 
 
 class Jobs(Protocol):
@@ -48,8 +53,8 @@ class Admin:
 
     # --- the model pool ---------------------------------------------------------------------
 
-    def model_view(self, row: dict[str, Any]) -> dict[str, Any]:
-        return {**row, "warnings": model_warnings(ModelSpec.from_row(row), self.settings)}
+    def model_view(self, row: ModelRecord) -> dict[str, Any]:
+        return {**asdict(row), "warnings": model_warnings(ModelSpec.from_row(row), self.settings)}
 
     def list_models(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -80,7 +85,7 @@ class Admin:
             if repo.get_model(conn, name) is None:
                 raise NotFound(f"model {excerpt(name, 200)} does not exist")
             if changes.get("enabled") is False:
-                others = [m for m in repo.list_models(conn, enabled_only=True) if m["name"] != name]
+                others = [m for m in repo.list_models(conn, enabled_only=True) if m.name != name]
                 if not others:
                     raise Conflict("cannot disable the last enabled model")
             repo.update_model(conn, name, changes)
@@ -94,14 +99,14 @@ class Admin:
 
     # --- policy versions --------------------------------------------------------------------
 
-    def list_policies(self) -> list[dict[str, Any]]:
+    def list_policies(self) -> list[PolicyMeta]:
         with self.engine.connect() as conn:
             return repo.list_policies(conn)
 
-    def get_policy(self, version: int) -> dict[str, Any]:
+    def get_policy(self, version: int) -> PolicyMeta:
         return self._stored(repo.get_policy, version, f"policy version {version}")
 
-    def activate_policy(self, version: int) -> dict[str, Any]:
+    def activate_policy(self, version: int) -> PolicyMeta:
         """Activate any stored version: promotion by hand, or rollback to an older one."""
         with self.engine.begin() as conn:
             if not stored_id(version) or repo.get_policy(conn, version) is None:
@@ -112,7 +117,7 @@ class Admin:
 
     # --- jobs and what they leave -----------------------------------------------------------
 
-    def submit_job(self, kind: str) -> dict[str, Any]:
+    def submit_job(self, kind: str) -> JobRecord:
         try:
             job_id, _ = self.jobs.submit(kind, "admin")
         except KeyError:
@@ -120,16 +125,14 @@ class Admin:
             raise NotFound(f"unknown job kind {excerpt(kind, 40)}; known: {known}") from None
         return self.get_job(job_id)
 
-    def list_jobs(self) -> list[dict[str, Any]]:
+    def list_jobs(self) -> list[JobRecord]:
         with self.engine.connect() as conn:
             return repo.list_jobs(conn)
 
-    def get_job(self, job_id: int) -> dict[str, Any]:
+    def get_job(self, job_id: int) -> JobRecord:
         return self._stored(repo.get_job, job_id, f"job {job_id}")
 
-    def _stored(
-        self, read: Callable[[Connection, int], dict[str, Any] | None], ident: int, what: str
-    ) -> dict[str, Any]:
+    def _stored(self, read: Callable[[Connection, int], R | None], ident: int, what: str) -> R:
         """The row with this id, or NotFound (an id past the column's range names nothing)."""
         row = None
         if stored_id(ident):
@@ -146,9 +149,9 @@ class Admin:
             rows = repo.daily_aggregates(conn)
         return [
             {
-                **r,
-                "mean_reward": r["reward_sum"] / r["feedback"] if r["feedback"] else None,
-                "mean_grade": r["gold_sum"] / r["audits"] if r["audits"] else None,
+                **asdict(r),
+                "mean_reward": r.reward_sum / r.feedback if r.feedback else None,
+                "mean_grade": r.gold_sum / r.audits if r.audits else None,
             }
             for r in rows
         ]
@@ -162,8 +165,8 @@ class Admin:
         if job is None:
             raise NotFound("no retraining run has estimated the bias yet")
         return {
-            "job_id": job["id"],
-            "finished_at": job["finished_at"],
-            "method": job["result"].get("bias_method"),
-            "models": job["result"]["bias"],
+            "job_id": job.id,
+            "finished_at": job.finished_at,
+            "method": job.result.get("bias_method"),
+            "models": job.result["bias"],
         }

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -29,6 +29,7 @@ from bandit_router.policy.pool import ModelSpec
 from bandit_router.services.errors import Conflict, Invalid, NotFound
 from bandit_router.store import repository as repo
 from bandit_router.store.models import AuditStatus, utcnow
+from bandit_router.store.records import AuditRecord, QueuedAudit, ReportRecord
 
 PAGE = 2000  # decisions read per query while building a report
 OPEN_REVIEW = (AuditStatus.PENDING, AuditStatus.CLAIMED)
@@ -92,7 +93,7 @@ def attach_answer(engine: Engine, settings: Settings, decision_id: str, answer: 
         decision = repo.get_decision(conn, decision_id)
         if decision is None:
             raise NotFound(f"decision {decision_id[:64]} does not exist")
-        if not keeps_text(bool(decision["audit_selected"]), settings):
+        if not keeps_text(decision.audit_selected, settings):
             raise Conflict(
                 f"decision {decision_id} was not drawn for an audit and prompts are not stored "
                 "(STORE_PROMPTS=false): its answer is not kept"
@@ -100,18 +101,16 @@ def attach_answer(engine: Engine, settings: Settings, decision_id: str, answer: 
         audit = repo.get_audit(conn, decision_id)
         if audit is not None and fully_graded(audit):
             raise Conflict(f"decision {decision_id} is graded: its text is no longer kept")
-        return repo.put_audit_answer(
-            conn, decision_id, bounded(answer, settings), decision["prompt"]
-        )
+        return repo.put_audit_answer(conn, decision_id, bounded(answer, settings), decision.prompt)
 
 
 def _stored_prompt(conn: Connection, decision_id: str) -> str | None:
     decision = repo.get_decision(conn, decision_id)
-    return decision["prompt"] if decision else None
+    return decision.prompt if decision else None
 
 
-def fully_graded(audit: dict[str, Any]) -> bool:
-    return audit["status"] == AuditStatus.GRADED and audit["review_status"] not in OPEN_REVIEW
+def fully_graded(audit: AuditRecord) -> bool:
+    return audit.status == AuditStatus.GRADED and audit.review_status not in OPEN_REVIEW
 
 
 def purge_texts(engine: Engine, settings: Settings, now: datetime | None = None) -> int:
@@ -139,27 +138,28 @@ def claim(engine: Engine, settings: Settings, grader: Grader, limit: int) -> lis
         firsts = repo.claim_audits(conn, grader.identity, limit, lease)
         seconds = repo.claim_reviews(conn, grader.identity, limit - len(firsts), lease)
         rows = repo.audits_by_id(conn, [*firsts, *seconds]) if firsts or seconds else []
-        return [item(conn, {**a, "round": 2 if a["id"] in seconds else 1}) for a in rows]
+        return [item(conn, QueuedAudit(a, 2 if a.id in seconds else 1)) for a in rows]
 
 
-def item(conn: Connection, audit: dict[str, Any]) -> dict[str, Any]:
+def item(conn: Connection, queued: QueuedAudit) -> dict[str, Any]:
     """What a grader needs: the model, the prompt and the answer when kept. A second grader
     does not see the first grade."""
-    decision = repo.get_decision(conn, audit["decision_id"]) or {}
-    text = repo.get_audit_text(conn, audit["decision_id"]) or {}
+    audit = queued.audit
+    decision = repo.get_decision(conn, audit.decision_id)
+    text = repo.get_audit_text(conn, audit.decision_id)
     out = {
-        **audit,
-        "round": audit.get("round", 1),
-        "model": decision.get("chosen_model"),
-        "prompt": text.get("prompt") or decision.get("prompt"),
-        "answer": text.get("answer"),
-        "prompt_hash": decision.get("prompt_hash"),
-        "decision_created_at": decision.get("created_at"),
+        **asdict(audit),
+        "round": queued.round,
+        "model": decision.chosen_model if decision else None,
+        "prompt": (text.prompt if text else None) or (decision.prompt if decision else None),
+        "answer": text.answer if text else None,
+        "prompt_hash": decision.prompt_hash if decision else None,
+        "decision_created_at": decision.created_at if decision else None,
     }
-    if out["round"] == 2:
+    if queued.round == 2:
         out.update(score=None, grader_id=None, graded_at=None)
-        out.update(claimed_by=audit["review_claimed_by"])
-        out.update(claim_expires_at=audit["review_claim_expires_at"])
+        out.update(claimed_by=audit.review_claimed_by)
+        out.update(claim_expires_at=audit.review_claim_expires_at)
     return out
 
 
@@ -188,17 +188,17 @@ def _grade(conn: Connection, settings: Settings, grader: Grader, given: Grade) -
             f"decision {given.decision_id} was not selected for a gold audit; its audit "
             "probability must be known for unbiased estimates (import offline gold instead)"
         )
-    if audit["status"] != AuditStatus.GRADED:
+    if audit.status != AuditStatus.GRADED:
         return _first_grade(conn, settings, grader, given, audit)
-    if audit["grader_id"] == grader.identity:
-        return _repeat(given, audit["score"], 1)
+    if audit.grader_id == grader.identity:
+        return _repeat(given, audit.score, 1)
     return _second_grade(conn, grader, given, audit)
 
 
 def _first_grade(
-    conn: Connection, settings: Settings, grader: Grader, given: Grade, audit: dict[str, Any]
+    conn: Connection, settings: Settings, grader: Grader, given: Grade, audit: AuditRecord
 ) -> GradeOutcome:
-    _check_claim(audit["claimed_by"], audit["claim_expires_at"], grader, given.decision_id)
+    _check_claim(audit.claimed_by, audit.claim_expires_at, grader, given.decision_id)
     wanted = selected_for_review(given.decision_id, settings.audit_double_grade_rate)
     review = AuditStatus.PENDING if wanted else None
     if not repo.grade_audit(conn, given.decision_id, given.score, grader.identity, review):
@@ -210,17 +210,15 @@ def _first_grade(
 
 
 def _second_grade(
-    conn: Connection, grader: Grader, given: Grade, audit: dict[str, Any]
+    conn: Connection, grader: Grader, given: Grade, audit: AuditRecord
 ) -> GradeOutcome:
-    if audit["review_status"] == AuditStatus.GRADED:
+    if audit.review_status == AuditStatus.GRADED:
         second = repo.get_grade(conn, given.decision_id, 2)
-        if second is not None and second["grader"] == grader.identity:
-            return _repeat(given, second["score"], 2)
-    if audit["review_status"] not in OPEN_REVIEW:
+        if second is not None and second.grader == grader.identity:
+            return _repeat(given, second.score, 2)
+    if audit.review_status not in OPEN_REVIEW:
         raise Conflict(f"decision {given.decision_id} is already graded by another grader")
-    _check_claim(
-        audit["review_claimed_by"], audit["review_claim_expires_at"], grader, given.decision_id
-    )
+    _check_claim(audit.review_claimed_by, audit.review_claim_expires_at, grader, given.decision_id)
     if not repo.finish_review(conn, given.decision_id):
         raise Conflict(f"decision {given.decision_id} was graded by another grader meanwhile")
     repo.insert_grade(conn, _grade_row(grader, given, 2))
@@ -238,7 +236,7 @@ def _check_claim(
         raise Conflict(f"decision {decision_id} is claimed by another grader until {expires}")
 
 
-def _repeat(given: Grade, stored: float, round_: Literal[1, 2]) -> GradeOutcome:
+def _repeat(given: Grade, stored: float | None, round_: Literal[1, 2]) -> GradeOutcome:
     if stored == given.score:
         return GradeOutcome(given.decision_id, "duplicate", given.score, round_)
     raise Conflict(f"decision {given.decision_id} is already graded")
@@ -325,7 +323,7 @@ def compute_report(
     # An empty or reversed window is an empty report, not an error.
     since = _aware(since) if since is not None else _days_before(until, settings.report_window_days)
     with engine.connect() as conn:
-        pool = {r["name"]: ModelSpec.from_row(r) for r in repo.list_models(conn)}
+        pool = {r.name: ModelSpec.from_row(r) for r in repo.list_models(conn)}
         if reference is not None and reference not in pool:
             raise Invalid(f"reference model {reference[:200]} is not in the pool")
         ref = reference or priciest(conn, pool, since, until)
@@ -369,28 +367,28 @@ def _report_rows(
         yield from (r for raw in page if (r := report_row(raw, pool, reference)) is not None)
         if len(page) < PAGE:
             return
-        after = (page[-1]["created_at"], page[-1]["id"])
+        after = (page[-1].created_at, page[-1].id)
 
 
 def report_row(
-    raw: dict[str, Any], pool: dict[str, ModelSpec], reference: str | None
+    raw: ReportRecord, pool: dict[str, ModelSpec], reference: str | None
 ) -> ReportRow | None:
     """One decision as the report reads it; None when the proxy got no answer for it."""
-    if raw["proxied"] is not None and raw["served_model"] is None:
+    if raw.proxied is not None and raw.served_model is None:
         return None
-    model = raw["served_model"] or raw["chosen_model"]
-    cands = {c["model"]: c for c in raw["candidates"]}
+    model = raw.served_model or raw.chosen_model
+    cands = {c["model"]: c for c in raw.candidates}
     ref = cands.get(reference) if reference else None
     return ReportRow(
         model=model,
-        cost=_cost(cands.get(model), pool.get(model), raw["input_tokens"]),
-        reference_cost=_cost(ref, pool.get(reference or ""), raw["input_tokens"]),
+        cost=_cost(cands.get(model), pool.get(model), raw.input_tokens),
+        reference_cost=_cost(ref, pool.get(reference or ""), raw.input_tokens),
         reference_quality=float(ref["quality"]) if ref and "quality" in ref else None,
         reference_probability=float(ref["probability"]) if ref else 0.0,
-        audit_probability=float(raw["audit_probability"]),
-        selected=bool(raw["audit_selected"]),
-        gold=raw["gold"],
-        preference=raw["preference"],
+        audit_probability=float(raw.audit_probability),
+        selected=bool(raw.audit_selected),
+        gold=raw.gold,
+        preference=raw.preference,
     )
 
 

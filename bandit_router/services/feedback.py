@@ -19,6 +19,7 @@ from bandit_router.services.routing import Snapshot
 from bandit_router.store import proxy_log
 from bandit_router.store import repository as repo
 from bandit_router.store.models import utcnow
+from bandit_router.store.records import FeedbackRecord
 from bandit_router.store.writer import GroupCommitWriter
 
 # What a client key vouches for: the same key with any of these different is another request.
@@ -74,7 +75,7 @@ class FeedbackService:
             output_tokens=fb.output_tokens,
         )
 
-        def write(conn: Connection) -> tuple[str, dict[str, Any] | None]:
+        def write(conn: Connection) -> tuple[str, FeedbackRecord | None]:
             status = repo.insert_feedback(conn, row)
             if status != "duplicate":
                 return status, None
@@ -88,7 +89,7 @@ class FeedbackService:
         if conflict:
             raise Conflict(conflict)
         if stored is not None:
-            return Recorded("duplicate", stored["reward"])
+            return Recorded("duplicate", stored.reward)
         return Recorded("created", reward)
 
     def _answerer(self, decision_id: str) -> str:
@@ -97,8 +98,9 @@ class FeedbackService:
             decision = repo.get_decision(conn, decision_id)
             if decision is None:
                 raise NotFound(f"decision {decision_id} does not exist")
-            answer = proxy_log.get_answer(conn, decision_id) or {}
-        return str(answer.get("served_model") or decision["chosen_model"])
+            answer = proxy_log.get_answer(conn, decision_id)
+        served = answer.served_model if answer is not None else None
+        return served or decision.chosen_model
 
     def _check_other_model(self, own_model: str, other: str) -> None:
         """A pairwise verdict trains `other` too: it must be a model of the pool that is
@@ -112,18 +114,18 @@ class FeedbackService:
             raise Invalid(f"'other_model' {other} is the model that answered this decision")
 
 
-def key_conflict(fb: FeedbackIn, stored: dict[str, Any], sent: dict[str, Any]) -> str | None:
+def key_conflict(fb: FeedbackIn, stored: FeedbackRecord, sent: dict[str, Any]) -> str | None:
     """Stripe-style: a client's idempotency key names one request; the same key with another
     body is a mistake worth a 409, not a silent duplicate. (A derived key is the body already.)"""
     if not fb.idempotency_key:
         return None
-    differs = [f for f in COMPARED if stored.get(f) != sent.get(f)]
+    differs = [f for f in COMPARED if getattr(stored, f) != sent.get(f)]
     if not differs:
         return None
     return (
         f"idempotency key {excerpt(fb.idempotency_key, 60)} was already used for different "
         f"feedback on this decision ({', '.join(differs)} differ); the stored reward is "
-        f"{stored['reward']:g}. Use a new key for new feedback"
+        f"{stored.reward:g}. Use a new key for new feedback"
     )
 
 

@@ -41,9 +41,7 @@ class KeyCache:
         with engine.connect() as conn:
             rows = store.key_hashes(conn)
         self._by_hash = {
-            r["key_hash"]: KeyInfo(
-                r["id"], r["prefix"], r["role"], r["name"], r["revoked_at"] is not None
-            )
+            r.key_hash: KeyInfo(r.id, r.prefix, r.role, r.name, r.revoked_at is not None)
             for r in rows
         }
 

@@ -12,6 +12,7 @@ from bandit_router.policy import regions
 from bandit_router.policy.decide import Policy
 from bandit_router.policy.learner import QualityModel
 from bandit_router.store import repository as repo
+from bandit_router.store.records import PolicyRecord
 
 
 def ensure_active_policy(engine: Engine, vw_args: str) -> int:
@@ -25,7 +26,7 @@ def ensure_active_policy(engine: Engine, vw_args: str) -> int:
         if repo.list_policies(conn, limit=1):
             raise RuntimeError("no policy version is active; activate one through the admin API")
         # The pool file's models: prepare_database seeds them before it calls this.
-        starter = load_starter(vw_args, [m["name"] for m in repo.list_models(conn)])
+        starter = load_starter(vw_args, [m.name for m in repo.list_models(conn)])
         if starter is not None:
             return repo.insert_policy(conn, activate=True, **starter)
         model = QualityModel(vw_args)
@@ -46,23 +47,21 @@ def ensure_active_policy(engine: Engine, vw_args: str) -> int:
 
 def load_policy(engine: Engine, version: int) -> Policy:
     with engine.connect() as conn:
-        row = repo.get_policy(conn, version, with_bytes=True)
+        row = repo.get_full_policy(conn, version)
     if row is None:
         raise LookupError(f"policy version {version} does not exist")
     return Policy(
-        version=row["id"],
-        model=QualityModel(row["vw_args"], row["model_bytes"]),
-        model_counts=dict(row["model_counts"] or {}),
-        regions=regions.from_bytes(row["regions"]),
-        region_counts=dict(row["region_counts"] or {}),
+        version=row.id,
+        model=QualityModel(row.vw_args, row.model_bytes),
+        model_counts=dict(row.model_counts or {}),
+        regions=regions.from_bytes(row.regions),
+        region_counts=dict(row.region_counts or {}),
     )
 
 
-def tally_of(row: dict[str, Any]) -> regions.Tally:
+def tally_of(row: PolicyRecord) -> regions.Tally:
     """The learning counts a stored policy carries, to continue counting from."""
-    return regions.Tally.of(
-        regions.from_bytes(row["regions"]), row["model_counts"], row["region_counts"]
-    )
+    return regions.Tally.of(regions.from_bytes(row.regions), row.model_counts, row.region_counts)
 
 
 def tally_fields(tally: regions.Tally) -> dict[str, Any]:

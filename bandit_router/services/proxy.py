@@ -32,6 +32,7 @@ from bandit_router.services.routing import Routed
 from bandit_router.store import proxy_log
 from bandit_router.store import repository as repo
 from bandit_router.store.models import utcnow
+from bandit_router.store.records import DecisionRecord
 from bandit_router.store.writer import GroupCommitWriter
 
 log = logging.getLogger(__name__)
@@ -78,11 +79,11 @@ def proxy_call(caller: str, key: str | None, body: Any, retry_count: str | None)
     return ProxyCall(caller, key or None, body_hash(body), retried)
 
 
-def earlier_decision(conn: Connection, call: ProxyCall) -> dict[str, Any] | None:
+def earlier_decision(conn: Connection, call: ProxyCall) -> DecisionRecord | None:
     """The logged decision this call repeats, if any. Raises KeyReused."""
     if call.key is not None:
         found = proxy_log.request_by_key(conn, call.caller, call.key)
-        if found is not None and found["body_hash"] != call.body_hash:
+        if found is not None and found.body_hash != call.body_hash:
             raise KeyReused(call.key)
     elif call.retried:
         found = proxy_log.request_by_body(
@@ -90,12 +91,12 @@ def earlier_decision(conn: Connection, call: ProxyCall) -> dict[str, Any] | None
         )
     else:
         return None
-    return repo.get_decision(conn, found["decision_id"]) if found else None
+    return repo.get_decision(conn, found.decision_id) if found else None
 
 
-def routed_again(decision: dict[str, Any]) -> Routed:
+def routed_again(decision: DecisionRecord) -> Routed:
     """The logged decision as the proxy holds a fresh one: its candidates, scores and choice."""
-    cands = decision["candidates"]
+    cands = decision.candidates
 
     def column(name: str) -> np.ndarray:
         return np.array([float(c[name]) for c in cands])
@@ -108,14 +109,10 @@ def routed_again(decision: dict[str, Any]) -> Routed:
         cost_norm=column("cost_norm"),
         score=column("score"),
         pmf=column("probability"),
-        chosen=models.index(decision["chosen_model"]),
+        chosen=models.index(decision.chosen_model),
     )
     return Routed(
-        decision["id"],
-        choice,
-        decision["lam"],
-        decision["policy_version"],
-        bool(decision["audit_selected"]),
+        decision.id, choice, decision.lam, decision.policy_version, decision.audit_selected
     )
 
 
@@ -128,10 +125,11 @@ class ProxyRecords:
         self.writer = writer
         self.settings = settings
 
-    def earlier(self, call: ProxyCall) -> dict[str, Any] | None:
+    def earlier(self, call: ProxyCall) -> Routed | None:
         """The decision a retried request repeats (KeyReused: its key came with another body)."""
         with self.engine.connect() as conn:
-            return earlier_decision(conn, call)
+            found = earlier_decision(conn, call)
+        return routed_again(found) if found is not None else None
 
     @staticmethod
     def request_recorder(call: ProxyCall) -> Callable[[Connection, str], None]:

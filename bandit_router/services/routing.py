@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -220,10 +220,13 @@ class RoutingService:
             row = repo.get_decision(conn, decision_id)
             if row is None:
                 raise NotFound(f"decision {excerpt(decision_id, 64)} does not exist")
-            row.pop("embedding")
-            row["feedback"] = repo.list_feedback(conn, decision_id)
-            row["proxy"] = proxy_log.get_answer(conn, decision_id)
-        return row
+            feedback = repo.list_feedback(conn, decision_id)
+            proxy = proxy_log.get_answer(conn, decision_id)
+        out = asdict(row)
+        del out["embedding"]
+        out["feedback"] = [asdict(f) for f in feedback]
+        out["proxy"] = asdict(proxy) if proxy is not None else None
+        return out
 
     def lam_of(self, query: Query) -> float:
         if query.lam is not None:

@@ -16,10 +16,18 @@ from bandit_router.store.models import (
     AuditStatus,
     Decision,
     Feedback,
-    Job,
-    JobStatus,
     LLMModel,
 )
+from bandit_router.store.records import (
+    AuditRecord,
+    GradeRecord,
+    JobRecord,
+    MeanBucket,
+    QueuedAudit,
+    TrafficBucket,
+    records,
+)
+from bandit_router.store.repository import bias_jobs
 
 # Exploration is read from each decision's candidates (JSON); this many newest decisions bound it.
 EXPLORATION_SAMPLE = 5000
@@ -34,7 +42,7 @@ def _bucket(conn: Connection, column: Any, seconds: int) -> Any:
     return (epoch // seconds) * seconds
 
 
-def traffic_by_bucket(conn: Connection, since: datetime, seconds: int) -> list[dict[str, Any]]:
+def traffic_by_bucket(conn: Connection, since: datetime, seconds: int) -> list[TrafficBucket]:
     """Decisions per (bucket, chosen model)."""
     bucket = _bucket(conn, Decision.created_at, seconds).label("bucket")
     stmt = (
@@ -43,10 +51,10 @@ def traffic_by_bucket(conn: Connection, since: datetime, seconds: int) -> list[d
         .group_by(bucket, Decision.chosen_model)
         .order_by(bucket)
     )
-    return [dict(r._mapping) for r in conn.execute(stmt)]
+    return records(TrafficBucket, conn.execute(stmt))
 
 
-def reward_by_bucket(conn: Connection, since: datetime, seconds: int) -> list[dict[str, Any]]:
+def reward_by_bucket(conn: Connection, since: datetime, seconds: int) -> list[MeanBucket]:
     """Mean preference reward per bucket of the decisions' time."""
     bucket = _bucket(conn, Decision.created_at, seconds).label("bucket")
     stmt = (
@@ -56,10 +64,10 @@ def reward_by_bucket(conn: Connection, since: datetime, seconds: int) -> list[di
         .group_by(bucket)
         .order_by(bucket)
     )
-    return [dict(r._mapping) for r in conn.execute(stmt)]
+    return records(MeanBucket, conn.execute(stmt))
 
 
-def cost_by_bucket(conn: Connection, since: datetime, seconds: int) -> list[dict[str, Any]]:
+def cost_by_bucket(conn: Connection, since: datetime, seconds: int) -> list[MeanBucket]:
     """Expected cost per query (USD) per bucket, priced at the pool's current prices: the logged
     per-candidate cost lives in JSON, which cannot be summed portably in SQL."""
     bucket = _bucket(conn, Decision.created_at, seconds).label("bucket")
@@ -74,7 +82,7 @@ def cost_by_bucket(conn: Connection, since: datetime, seconds: int) -> list[dict
         .group_by(bucket)
         .order_by(bucket)
     )
-    return [dict(r._mapping) for r in conn.execute(stmt)]
+    return records(MeanBucket, conn.execute(stmt))
 
 
 def exploration_share(conn: Connection, since: datetime) -> tuple[float | None, int]:
@@ -106,15 +114,9 @@ def model_traffic(conn: Connection, since: datetime) -> dict[str, int]:
     return {model: int(n) for model, n in conn.execute(stmt)}
 
 
-def bias_runs(conn: Connection, limit: int = 50) -> list[dict[str, Any]]:
+def bias_runs(conn: Connection, limit: int = 50) -> list[JobRecord]:
     """Successful retraining runs that estimated the feedback bias, oldest first."""
-    stmt = (
-        select(Job.id, Job.finished_at, Job.result)
-        .where(Job.kind == "retrain", Job.status == JobStatus.SUCCEEDED)
-        .order_by(Job.id.desc())
-        .limit(limit * 4)  # runs with too few events carry no estimate
-    )
-    runs = [dict(r._mapping) for r in conn.execute(stmt) if "bias" in (r.result or {})]
+    runs = bias_jobs(conn, scan=limit * 4)  # runs with too few events carry no estimate
     return list(reversed(runs[:limit]))
 
 
@@ -124,9 +126,9 @@ def grader_throughput(conn: Connection, grader: str, since: datetime) -> int:
     return int(conn.execute(stmt).scalar() or 0)
 
 
-def claimed_by(conn: Connection, grader: str, now: datetime) -> list[dict[str, Any]]:
-    """This grader's live claims, oldest first, each with its round (1: a first grade, 2: a
-    second opinion): the batch the workbench walks through."""
+def claimed_by(conn: Connection, grader: str, now: datetime) -> list[QueuedAudit]:
+    """This grader's live claims, oldest first, each with its round: the batch the workbench
+    walks through."""
     first = and_(
         Audit.status == AuditStatus.CLAIMED,
         Audit.claimed_by == grader,
@@ -139,19 +141,19 @@ def claimed_by(conn: Connection, grader: str, now: datetime) -> list[dict[str, A
     )
     stmt = select(Audit.__table__).where(or_(first, second)).order_by(Audit.id)
     return [
-        {**r._mapping, "round": 1 if r.status == AuditStatus.CLAIMED else 2}
-        for r in conn.execute(stmt)
+        QueuedAudit(a, 1 if a.status == AuditStatus.CLAIMED else 2)
+        for a in records(AuditRecord, conn.execute(stmt))
     ]
 
 
-def grades_of(conn: Connection, decision_id: str) -> list[dict[str, Any]]:
+def grades_of(conn: Connection, decision_id: str) -> list[GradeRecord]:
     """Every grade of a decision's audit (rubric and comment included), first round first."""
     stmt = (
         select(AuditGrade.__table__)
         .where(AuditGrade.decision_id == decision_id)
         .order_by(AuditGrade.round)
     )
-    return [dict(r._mapping) for r in conn.execute(stmt)]
+    return records(GradeRecord, conn.execute(stmt))
 
 
 def move_decision(conn: Connection, decision_id: str, at: datetime) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
 from bandit_router.store.models import ApiKey, utcnow
+from bandit_router.store.records import HashedKeyRecord, KeyRecord, first, records
 
 ROLES = ("client", "grader", "admin")
 KEY_PREFIX = "brk_"
@@ -28,7 +28,7 @@ def new_key() -> tuple[str, str]:
     return f"{prefix}_{secrets.token_urlsafe(32)}", prefix
 
 
-def create_key(conn: Connection, role: str, name: str | None = None) -> tuple[str, dict[str, Any]]:
+def create_key(conn: Connection, role: str, name: str | None = None) -> tuple[str, KeyRecord]:
     """Store a new key; returns the key (its only appearance) and its stored row."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
@@ -42,30 +42,28 @@ def create_key(conn: Connection, role: str, name: str | None = None) -> tuple[st
 _PUBLIC = [c for c in ApiKey.__table__.c if c.name != "key_hash"]
 
 
-def list_keys(conn: Connection) -> list[dict[str, Any]]:
-    return [dict(r._mapping) for r in conn.execute(select(*_PUBLIC).order_by(ApiKey.id))]
+def list_keys(conn: Connection) -> list[KeyRecord]:
+    return records(KeyRecord, conn.execute(select(*_PUBLIC).order_by(ApiKey.id)))
 
 
-def get_key(conn: Connection, ident: str) -> dict[str, Any] | None:
+def get_key(conn: Connection, ident: str) -> KeyRecord | None:
     """By numeric id or by prefix."""
     where = ApiKey.id == int(ident) if ident.isdigit() else ApiKey.prefix == ident
-    row = conn.execute(select(*_PUBLIC).where(where)).first()
-    return dict(row._mapping) if row else None
+    return first(KeyRecord, conn.execute(select(*_PUBLIC).where(where)))
 
 
-def revoke_key(conn: Connection, ident: str) -> dict[str, Any] | None:
+def revoke_key(conn: Connection, ident: str) -> KeyRecord | None:
     """Revoke by id or prefix (idempotent: a revoked key keeps its first revocation time)."""
     row = get_key(conn, ident)
-    if row is None or row["revoked_at"] is not None:
+    if row is None or row.revoked_at is not None:
         return row
-    conn.execute(update(ApiKey).where(ApiKey.id == row["id"]).values(revoked_at=utcnow()))
+    conn.execute(update(ApiKey).where(ApiKey.id == row.id).values(revoked_at=utcnow()))
     return get_key(conn, ident)
 
 
-def key_hashes(conn: Connection) -> list[dict[str, Any]]:
+def key_hashes(conn: Connection) -> list[HashedKeyRecord]:
     """What the auth cache holds: every key, revoked ones too (they must get a clear 401)."""
-    cols = (ApiKey.id, ApiKey.prefix, ApiKey.key_hash, ApiKey.role, ApiKey.name, ApiKey.revoked_at)
-    return [dict(r._mapping) for r in conn.execute(select(*cols))]
+    return records(HashedKeyRecord, conn.execute(select(ApiKey.__table__)))
 
 
 def count_keys(conn: Connection) -> int:

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from bandit_router.store.models import ProxyAnswer, ProxyRequest
+from bandit_router.store.records import ProxyAnswerRecord, ProxyRequestRecord, first
 
 
 def record_answer(conn: Connection, row: dict[str, Any]) -> None:
@@ -18,7 +19,7 @@ def record_answer(conn: Connection, row: dict[str, Any]) -> None:
     if before is None:
         conn.execute(insert(ProxyAnswer).values(**row))
         return
-    attempts = [*before["attempts"], *row["attempts"]]
+    attempts = [*before.attempts, *row["attempts"]]
     stmt = update(ProxyAnswer).where(ProxyAnswer.decision_id == row["decision_id"])
     conn.execute(stmt.values(**{**row, "attempts": attempts}))
 
@@ -27,17 +28,16 @@ def record_request(conn: Connection, row: dict[str, Any]) -> None:
     conn.execute(insert(ProxyRequest).values(**row))
 
 
-def request_by_key(conn: Connection, caller: str, key: str) -> dict[str, Any] | None:
+def request_by_key(conn: Connection, caller: str, key: str) -> ProxyRequestRecord | None:
     stmt = select(ProxyRequest.__table__).where(
         ProxyRequest.caller == caller, ProxyRequest.idempotency_key == key
     )
-    row = conn.execute(stmt).first()
-    return dict(row._mapping) if row else None
+    return first(ProxyRequestRecord, conn.execute(stmt))
 
 
 def request_by_body(
     conn: Connection, caller: str, body_hash: str, since: datetime
-) -> dict[str, Any] | None:
+) -> ProxyRequestRecord | None:
     """The newest request without a key from this caller with this body since `since`."""
     stmt = (
         select(ProxyRequest.__table__)
@@ -50,14 +50,12 @@ def request_by_body(
         .order_by(ProxyRequest.created_at.desc())
         .limit(1)
     )
-    row = conn.execute(stmt).first()
-    return dict(row._mapping) if row else None
+    return first(ProxyRequestRecord, conn.execute(stmt))
 
 
-def get_answer(conn: Connection, decision_id: str) -> dict[str, Any] | None:
+def get_answer(conn: Connection, decision_id: str) -> ProxyAnswerRecord | None:
     stmt = select(ProxyAnswer.__table__).where(ProxyAnswer.decision_id == decision_id)
-    row = conn.execute(stmt).first()
-    return dict(row._mapping) if row else None
+    return first(ProxyAnswerRecord, conn.execute(stmt))
 
 
 def set_output_tokens(conn: Connection, decision_id: str, tokens: int) -> None:

@@ -27,20 +27,39 @@ from bandit_router.store.models import (
     ProxyRequest,
     utcnow,
 )
+from bandit_router.store.records import (
+    AuditRecord,
+    AuditTextRecord,
+    DailyAggregateRecord,
+    DecisionRecord,
+    EventRecord,
+    FeedbackRecord,
+    FeedbackSignal,
+    GradeRecord,
+    JobRecord,
+    ModelRecord,
+    OfflineGoldRecord,
+    PolicyMeta,
+    PolicyRecord,
+    QueuedAudit,
+    ReportRecord,
+    first,
+    record,
+    records,
+)
 
 # --- model pool -------------------------------------------------------------------------------
 
 
-def list_models(conn: Connection, enabled_only: bool = False) -> list[dict[str, Any]]:
+def list_models(conn: Connection, enabled_only: bool = False) -> list[ModelRecord]:
     stmt = select(LLMModel.__table__).order_by(LLMModel.name)
     if enabled_only:
         stmt = stmt.where(LLMModel.enabled.is_(True))
-    return [dict(r._mapping) for r in conn.execute(stmt)]
+    return records(ModelRecord, conn.execute(stmt))
 
 
-def get_model(conn: Connection, name: str) -> dict[str, Any] | None:
-    row = conn.execute(select(LLMModel.__table__).where(LLMModel.name == name)).first()
-    return dict(row._mapping) if row else None
+def get_model(conn: Connection, name: str) -> ModelRecord | None:
+    return first(ModelRecord, conn.execute(select(LLMModel.__table__).where(LLMModel.name == name)))
 
 
 def add_model(conn: Connection, spec: dict[str, Any]) -> None:
@@ -99,9 +118,9 @@ def insert_decision(
             conn.execute(insert(AuditText), {"decision_id": row["id"], "prompt": audit_prompt})
 
 
-def get_decision(conn: Connection, decision_id: str) -> dict[str, Any] | None:
-    row = conn.execute(select(Decision.__table__).where(Decision.id == decision_id)).first()
-    return dict(row._mapping) if row else None
+def get_decision(conn: Connection, decision_id: str) -> DecisionRecord | None:
+    stmt = select(Decision.__table__).where(Decision.id == decision_id)
+    return first(DecisionRecord, conn.execute(stmt))
 
 
 def decision_exists(conn: Connection, decision_id: str) -> bool:
@@ -129,41 +148,25 @@ def _insert_ignore(conn: Connection, model: type) -> Any:
     return dialect.insert(model).on_conflict_do_nothing()
 
 
-def get_feedback(conn: Connection, decision_id: str, idempotency_key: str) -> dict[str, Any] | None:
+def get_feedback(conn: Connection, decision_id: str, idempotency_key: str) -> FeedbackRecord | None:
     """The feedback stored under a decision's idempotency key."""
     stmt = select(Feedback.__table__).where(
         Feedback.decision_id == decision_id, Feedback.idempotency_key == idempotency_key
     )
-    row = conn.execute(stmt).first()
-    return dict(row._mapping) if row else None
+    return first(FeedbackRecord, conn.execute(stmt))
 
 
-def list_feedback(conn: Connection, decision_id: str) -> list[dict[str, Any]]:
+def list_feedback(conn: Connection, decision_id: str) -> list[FeedbackRecord]:
     stmt = (
         select(Feedback.__table__).where(Feedback.decision_id == decision_id).order_by(Feedback.id)
     )
-    return [dict(r._mapping) for r in conn.execute(stmt)]
+    return records(FeedbackRecord, conn.execute(stmt))
 
 
-def learnable_decisions(
-    conn: Connection, closed_before: datetime, with_feedback_only: bool, limit: int
-) -> list[dict[str, Any]]:
-    """Decisions not learned yet whose reward window has closed, oldest first."""
-    stmt = (
-        select(Decision.__table__)
-        .where(Decision.learned_version.is_(None), Decision.created_at <= closed_before)
-        .order_by(Decision.created_at)
-        .limit(limit)
-    )
-    if with_feedback_only:
-        stmt = stmt.where(select(Feedback.id).where(Feedback.decision_id == Decision.id).exists())
-    return [dict(r._mapping) for r in conn.execute(stmt)]
-
-
-def feedback_for(conn: Connection, decision_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+def feedback_for(conn: Connection, decision_ids: Sequence[str]) -> dict[str, list[FeedbackSignal]]:
     """Per decision, its feedback oldest first: the columns a learning event is built from (not
     `value`, whose JSON would be decoded for nothing on every event of a job)."""
-    out: dict[str, list[dict[str, Any]]] = {d: [] for d in decision_ids}
+    out: dict[str, list[FeedbackSignal]] = {d: [] for d in decision_ids}
     cols = (Feedback.decision_id, Feedback.type, Feedback.reward, Feedback.other_model)
     for start in range(0, len(decision_ids), _CHUNK):
         stmt = (
@@ -172,7 +175,7 @@ def feedback_for(conn: Connection, decision_ids: Sequence[str]) -> dict[str, lis
             .order_by(Feedback.created_at, Feedback.id)
         )
         for r in conn.execute(stmt):
-            out[r.decision_id].append(dict(r._mapping))
+            out[r.decision_id].append(record(FeedbackSignal, r))
     return out
 
 
@@ -190,37 +193,38 @@ _CHUNK = 5000  # SQLite caps bound parameters per statement
 _POLICY_META = [c for c in PolicyVersion.__table__.c if c.name not in ("model_bytes", "regions")]
 
 
-def active_policy(conn: Connection) -> dict[str, Any] | None:
-    row = conn.execute(
-        select(PolicyVersion.__table__).where(PolicyVersion.active.is_(True))
-    ).first()
-    return dict(row._mapping) if row else None
+def active_policy(conn: Connection) -> PolicyRecord | None:
+    stmt = select(PolicyVersion.__table__).where(PolicyVersion.active.is_(True))
+    return first(PolicyRecord, conn.execute(stmt))
 
 
 def active_policy_id(conn: Connection) -> int | None:
     return conn.execute(select(PolicyVersion.id).where(PolicyVersion.active.is_(True))).scalar()
 
 
-def get_policy(conn: Connection, version: int, with_bytes: bool = False) -> dict[str, Any] | None:
-    cols = list(PolicyVersion.__table__.c) if with_bytes else _POLICY_META
-    row = conn.execute(select(*cols).where(PolicyVersion.id == version)).first()
-    return dict(row._mapping) if row else None
+def get_policy(conn: Connection, version: int) -> PolicyMeta | None:
+    return first(PolicyMeta, conn.execute(select(*_POLICY_META).where(PolicyVersion.id == version)))
 
 
-def newest_policy(conn: Connection, source: str) -> dict[str, Any] | None:
+def get_full_policy(conn: Connection, version: int) -> PolicyRecord | None:
+    """A version with its weights and region codebook."""
+    stmt = select(PolicyVersion.__table__).where(PolicyVersion.id == version)
+    return first(PolicyRecord, conn.execute(stmt))
+
+
+def newest_policy(conn: Connection, source: str) -> PolicyMeta | None:
     stmt = (
         select(*_POLICY_META)
         .where(PolicyVersion.source == source)
         .order_by(PolicyVersion.id.desc())
         .limit(1)
     )
-    row = conn.execute(stmt).first()
-    return dict(row._mapping) if row else None
+    return first(PolicyMeta, conn.execute(stmt))
 
 
-def list_policies(conn: Connection, limit: int = 100) -> list[dict[str, Any]]:
+def list_policies(conn: Connection, limit: int = 100) -> list[PolicyMeta]:
     stmt = select(*_POLICY_META).order_by(PolicyVersion.id.desc()).limit(limit)
-    return [dict(r._mapping) for r in conn.execute(stmt)]
+    return records(PolicyMeta, conn.execute(stmt))
 
 
 def insert_policy(conn: Connection, *, activate: bool, **fields: Any) -> int:
@@ -261,7 +265,11 @@ def start_job(conn: Connection, job_id: int) -> None:
 
 
 def finish_job(
-    conn: Connection, job_id: int, status: str, result: dict[str, Any], error: str | None = None
+    conn: Connection,
+    job_id: int,
+    status: JobStatus,
+    result: dict[str, Any],
+    error: str | None = None,
 ) -> None:
     conn.execute(
         update(Job)
@@ -270,35 +278,36 @@ def finish_job(
     )
 
 
-def get_job(conn: Connection, job_id: int) -> dict[str, Any] | None:
-    row = conn.execute(select(Job.__table__).where(Job.id == job_id)).first()
-    return dict(row._mapping) if row else None
+def get_job(conn: Connection, job_id: int) -> JobRecord | None:
+    return first(JobRecord, conn.execute(select(Job.__table__).where(Job.id == job_id)))
 
 
-def list_jobs(conn: Connection, limit: int = 50) -> list[dict[str, Any]]:
+def list_jobs(conn: Connection, limit: int = 50) -> list[JobRecord]:
     stmt = select(Job.__table__).order_by(Job.id.desc()).limit(limit)
-    return [dict(r._mapping) for r in conn.execute(stmt)]
+    return records(JobRecord, conn.execute(stmt))
 
 
-def latest_bias_job(conn: Connection) -> dict[str, Any] | None:
-    """The newest successful retraining run that estimated the feedback bias (a run that had too
-    few events succeeds without an estimate)."""
+def bias_jobs(conn: Connection, scan: int) -> list[JobRecord]:
+    """Successful retraining runs that estimated the feedback bias, newest first, among the
+    newest `scan` successful ones (a run that had too few events succeeds without an estimate)."""
     stmt = (
         select(Job.__table__)
         .where(Job.kind == "retrain", Job.status == JobStatus.SUCCEEDED)
         .order_by(Job.id.desc())
-        .limit(200)
+        .limit(scan)
     )
-    for row in conn.execute(stmt):
-        if "bias" in (row.result or {}):
-            return dict(row._mapping)
-    return None
+    return [record(JobRecord, r) for r in conn.execute(stmt) if "bias" in (r.result or {})]
+
+
+def latest_bias_job(conn: Connection) -> JobRecord | None:
+    """The newest successful retraining run that estimated the feedback bias."""
+    return next(iter(bias_jobs(conn, 200)), None)
 
 
 def latest_bias(conn: Connection) -> dict[str, Any]:
     """Per model, the newest estimated feedback bias (gold − preference, with its interval)."""
     job = latest_bias_job(conn)
-    return dict(job["result"]["bias"]) if job else {}
+    return dict(job.result["bias"]) if job else {}
 
 
 # --- change detection for other processes -----------------------------------------------------
@@ -334,19 +343,19 @@ def _reviewable(now: datetime, grader: str | None) -> Any:
     return open_review if grader is None else and_(open_review, Audit.grader_id != grader)
 
 
-def list_pending_audits(conn: Connection, limit: int) -> list[dict[str, Any]]:
-    """Audits waiting for a first grade, then those waiting for a second one (`round` 1 or 2)."""
+def list_pending_audits(conn: Connection, limit: int) -> list[QueuedAudit]:
+    """Audits waiting for a first grade, then those waiting for a second one."""
     now = utcnow()
-    first = select(Audit.__table__).where(_claimable(now)).order_by(Audit.id).limit(limit)
-    out = [{**r._mapping, "round": 1} for r in conn.execute(first)]
+    firsts = select(Audit.__table__).where(_claimable(now)).order_by(Audit.id).limit(limit)
+    out = [QueuedAudit(a, 1) for a in records(AuditRecord, conn.execute(firsts))]
     if len(out) < limit:
-        second = (
+        seconds = (
             select(Audit.__table__)
             .where(_reviewable(now, None))
             .order_by(Audit.id)
             .limit(limit - len(out))
         )
-        out += [{**r._mapping, "round": 2} for r in conn.execute(second)]
+        out += [QueuedAudit(a, 2) for a in records(AuditRecord, conn.execute(seconds))]
     return out
 
 
@@ -387,14 +396,14 @@ def _claim(conn: Connection, pick: Any, claim: Any) -> list[int]:
     return sorted(r[0] for r in res)
 
 
-def get_audit(conn: Connection, decision_id: str) -> dict[str, Any] | None:
-    row = conn.execute(select(Audit.__table__).where(Audit.decision_id == decision_id)).first()
-    return dict(row._mapping) if row else None
+def get_audit(conn: Connection, decision_id: str) -> AuditRecord | None:
+    stmt = select(Audit.__table__).where(Audit.decision_id == decision_id)
+    return first(AuditRecord, conn.execute(stmt))
 
 
-def audits_by_id(conn: Connection, ids: Sequence[int]) -> list[dict[str, Any]]:
+def audits_by_id(conn: Connection, ids: Sequence[int]) -> list[AuditRecord]:
     stmt = select(Audit.__table__).where(Audit.id.in_(ids)).order_by(Audit.id)
-    return [dict(r._mapping) for r in conn.execute(stmt)]
+    return records(AuditRecord, conn.execute(stmt))
 
 
 def grade_audit(
@@ -402,7 +411,7 @@ def grade_audit(
     decision_id: str,
     score: float,
     grader_id: str,
-    review: str | None = None,
+    review: AuditStatus | None = None,
 ) -> bool:
     """The first grade: the audit's score. `review` is "pending" when a second grade is wanted.
     False when another grader's grade got there first."""
@@ -437,14 +446,9 @@ def insert_grade(conn: Connection, row: dict[str, Any]) -> None:
     conn.execute(insert(AuditGrade), row)
 
 
-def get_grade(conn: Connection, decision_id: str, round_: int) -> dict[str, Any] | None:
+def get_grade(conn: Connection, decision_id: str, round_: int) -> GradeRecord | None:
     where = and_(AuditGrade.decision_id == decision_id, AuditGrade.round == round_)
-    return _first(conn, select(AuditGrade.__table__).where(where))
-
-
-def _first(conn: Connection, stmt: Any) -> dict[str, Any] | None:
-    row = conn.execute(stmt).first()
-    return dict(row._mapping) if row else None
+    return first(GradeRecord, conn.execute(select(AuditGrade.__table__).where(where)))
 
 
 def grade_pairs(
@@ -482,12 +486,13 @@ def put_audit_answer(conn: Connection, decision_id: str, answer: str, prompt: st
         conn.execute(insert(AuditText), values)
         return "created"
     stmt = update(AuditText).where(AuditText.decision_id == decision_id)
-    conn.execute(stmt.values(answer=answer, prompt=found["prompt"] or prompt))
-    return "created" if found["answer"] is None else "replaced"
+    conn.execute(stmt.values(answer=answer, prompt=found.prompt or prompt))
+    return "created" if found.answer is None else "replaced"
 
 
-def get_audit_text(conn: Connection, decision_id: str) -> dict[str, Any] | None:
-    return _first(conn, select(AuditText.__table__).where(AuditText.decision_id == decision_id))
+def get_audit_text(conn: Connection, decision_id: str) -> AuditTextRecord | None:
+    stmt = select(AuditText.__table__).where(AuditText.decision_id == decision_id)
+    return first(AuditTextRecord, conn.execute(stmt))
 
 
 def delete_audit_text(conn: Connection, decision_id: str) -> None:
@@ -498,10 +503,6 @@ def purge_audit_texts(conn: Connection, before: datetime) -> int:
     """Delete texts kept since before `before`, graded or not."""
     res = conn.execute(delete(AuditText).where(AuditText.created_at < before))
     return int(res.rowcount or 0)
-
-
-def count_audit_texts(conn: Connection) -> int:
-    return int(conn.execute(select(func.count()).select_from(AuditText)).scalar_one())
 
 
 def audit_counts(conn: Connection) -> dict[str, int]:
@@ -516,8 +517,8 @@ def insert_offline_gold(conn: Connection, rows: Sequence[dict[str, Any]]) -> int
     return len(res.fetchall())
 
 
-def offline_gold(conn: Connection) -> list[dict[str, Any]]:
-    return [dict(r._mapping) for r in conn.execute(select(OfflineGold.__table__))]
+def offline_gold(conn: Connection) -> list[OfflineGoldRecord]:
+    return records(OfflineGoldRecord, conn.execute(select(OfflineGold.__table__)))
 
 
 # --- the learning log ------------------------------------------------------------------------
@@ -547,7 +548,7 @@ def stream_event_rows(
     with_signal_only: bool = True,
     graded_only: bool = False,
     max_events: int | None = None,
-) -> Iterator[list[dict[str, Any]]]:
+) -> Iterator[list[EventRecord]]:
     """The learning log in chunks of `chunk` rows, oldest first: decisions with their gold grade
     and, when proxied, who answered and the answer's length. ONE query read through a cursor
     (server-side on PostgreSQL, stepped on SQLite), so a job holds one chunk whatever the
@@ -578,7 +579,7 @@ def stream_event_rows(
     result = conn.execution_options(yield_per=chunk).execute(stmt)
     try:
         for part in result.partitions():
-            yield [dict(r._mapping) for r in part]
+            yield records(EventRecord, part)
     finally:
         result.close()  # a consumer that stops early must not leave the cursor open
 
@@ -668,7 +669,7 @@ def expired_decisions(conn: Connection, before: datetime, limit: int) -> list[Ex
             cost_usd=next(
                 (float(c["cost_usd"]) for c in r.candidates if c["model"] == r.chosen_model), 0.0
             ),
-            rewards=tuple(float(f["reward"]) for f in feedback[r.id]),
+            rewards=tuple(float(f.reward) for f in feedback[r.id]),
             gold=r.score,
         )
         for r in rows
@@ -700,12 +701,12 @@ def add_daily_aggregates(conn: Connection, rows: Sequence[dict[str, Any]]) -> No
     conn.execute(upsert, list(rows))
 
 
-def daily_aggregates(conn: Connection, since: date | None = None) -> list[dict[str, Any]]:
+def daily_aggregates(conn: Connection, since: date | None = None) -> list[DailyAggregateRecord]:
     """The rolled-up history, oldest day first (for the console and metrics)."""
     stmt = select(DailyAggregate.__table__).order_by(DailyAggregate.day, DailyAggregate.model)
     if since is not None:
         stmt = stmt.where(DailyAggregate.day >= since)
-    return [dict(r._mapping) for r in conn.execute(stmt)]
+    return records(DailyAggregateRecord, conn.execute(stmt))
 
 
 def expired_prompt_ids(conn: Connection, before: datetime, limit: int) -> list[str]:
@@ -730,7 +731,7 @@ def report_rows(
     until: datetime | None,
     limit: int,
     after: tuple[datetime, str] | None = None,
-) -> list[dict[str, Any]]:
+) -> list[ReportRecord]:
     """One page of the decisions in [since, until) for the audited report, oldest first: what
     was chosen and who answered, the logged candidates (cost, predicted quality, probability),
     the audit draw, the first gold grade and the mean preference reward (None without)."""
@@ -753,7 +754,7 @@ def report_rows(
         preference.label("preference"),
     )
     stmt = _decision_log(columns, limit=limit, after=after)
-    return [dict(r._mapping) for r in conn.execute(_window(stmt, since, until))]
+    return records(ReportRecord, conn.execute(_window(stmt, since, until)))
 
 
 def window_input_tokens(conn: Connection, since: datetime, until: datetime) -> tuple[int, int]:

@@ -1,0 +1,333 @@
+"""What the store's readers return: one frozen dataclass per row shape, typed as the columns are
+(store/models.py), statuses as their enums. Field names are the column names (or the labels a
+query gives them), so `record` builds any of them from a row by name."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any, Literal, TypeVar, get_args, get_type_hints
+
+from sqlalchemy import Result, Row
+
+from bandit_router.store.models import AuditStatus, JobStatus
+
+R = TypeVar("R")
+
+# --- the model pool ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRecord:
+    name: str
+    input_price: float  # USD per 1M input tokens
+    output_price: float  # USD per 1M output tokens
+    expected_output_tokens: int
+    base_url: str | None
+    api_key_env: str | None
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+# --- decisions and feedback -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    id: str
+    created_at: datetime
+    prompt_hash: str
+    prompt: str | None
+    embedding: bytes  # float32 vector
+    input_tokens: int
+    lam: float
+    preset: str | None
+    candidates: list[dict[str, Any]]  # model, quality, cost_usd, cost_norm, score, probability
+    chosen_model: str
+    probability: float
+    exploration: str
+    policy_version: int
+    audit_probability: float
+    audit_selected: bool
+    learned_version: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackRecord:
+    id: int
+    decision_id: str
+    created_at: datetime
+    type: str
+    value: dict[str, Any]
+    other_model: str | None
+    reward: float
+    source: str
+    idempotency_key: str
+    late: bool
+    output_tokens: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackSignal:
+    """What a learning event reads of a feedback item (its `value` JSON is not decoded)."""
+
+    decision_id: str
+    type: str
+    reward: float
+    other_model: str | None
+    output_tokens: int | None
+
+
+# --- policy versions --------------------------------------------------------------------------
+
+
+# Two records, not optional weights: giving metadata where weights are needed is a type error.
+@dataclass(frozen=True, slots=True)
+class PolicyMeta:
+    """A policy version without its weights and region codebook (listings, the admin API)."""
+
+    id: int
+    created_at: datetime
+    vw_args: str
+    model_counts: dict[str, Any]
+    region_counts: dict[str, Any]
+    metrics: dict[str, Any]
+    source: str
+    parent_id: int | None
+    active: bool
+    activated_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRecord(PolicyMeta):
+    """A whole policy version: what a learner or the serving policy is loaded from."""
+
+    model_bytes: bytes
+    regions: bytes | None  # float32 k-means codebook, n x 384
+
+
+# --- jobs -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    id: int
+    kind: str
+    status: JobStatus
+    trigger: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    result: dict[str, Any]
+    error: str | None
+
+
+# --- audits -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    id: int
+    decision_id: str
+    created_at: datetime
+    status: AuditStatus
+    claimed_by: str | None
+    claim_expires_at: datetime | None
+    score: float | None  # the first grade
+    grader_id: str | None
+    graded_at: datetime | None
+    review_status: AuditStatus | None  # None: no second grade wanted
+    review_claimed_by: str | None
+    review_claim_expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedAudit:
+    """An audit in a grader's queue, and which grade it waits for."""
+
+    audit: AuditRecord
+    round: Literal[1, 2]  # 1: its first grade; 2: a second opinion
+
+
+@dataclass(frozen=True, slots=True)
+class GradeRecord:
+    id: int
+    decision_id: str
+    grader: str  # the API key's prefix, else grader_id
+    grader_name: str
+    round: int
+    score: float
+    rubric: str | None
+    comment: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AuditTextRecord:
+    decision_id: str
+    prompt: str | None
+    answer: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OfflineGoldRecord:
+    id: int
+    created_at: datetime
+    prompt_hash: str
+    embedding: bytes
+    model: str
+    score: float
+    source: str
+
+
+# --- the learning log and the report ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """A decision as a learning event is built from it, with its gold grade and proxy answer."""
+
+    id: str
+    created_at: datetime
+    embedding: bytes
+    lam: float
+    candidates: list[dict[str, Any]]
+    chosen_model: str
+    probability: float
+    audit_probability: float
+    policy_version: int
+    gold: float | None  # the first grade of its graded audit
+    served_model: str | None  # who answered, when proxied (None: no upstream did)
+    proxied: str | None  # the proxy answer's decision id: None when not proxied
+    proxy_output_tokens: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRecord:
+    """A decision as the audited report reads it."""
+
+    id: str
+    created_at: datetime
+    chosen_model: str
+    candidates: list[dict[str, Any]]
+    input_tokens: int
+    audit_probability: float
+    audit_selected: bool
+    gold: float | None
+    proxied: str | None
+    served_model: str | None
+    preference: float | None  # the mean reward of its feedback
+
+
+@dataclass(frozen=True, slots=True)
+class DailyAggregateRecord:
+    day: date
+    model: str
+    decisions: int
+    feedback: int
+    reward_sum: float
+    cost_usd: float
+    audits: int
+    gold_sum: float
+
+
+# --- the console's time series ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficBucket:
+    bucket: int  # the bucket's start, epoch seconds
+    model: str
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
+class MeanBucket:
+    bucket: int  # the bucket's start, epoch seconds
+    mean: float | None
+    n: int
+
+
+# --- API keys and the proxy -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """A key as it may be shown: never its hash."""
+
+    id: int
+    prefix: str
+    role: str
+    name: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class HashedKeyRecord(KeyRecord):
+    """A key with the hash it is checked by: for the auth cache only."""
+
+    key_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyAnswerRecord:
+    decision_id: str
+    created_at: datetime
+    served_model: str | None
+    status: int  # the HTTP status the caller got
+    attempts: list[dict[str, Any]]
+    output_tokens: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyRequestRecord:
+    decision_id: str
+    created_at: datetime
+    caller: str
+    idempotency_key: str | None
+    body_hash: str
+
+
+# --- building them ----------------------------------------------------------------------------
+
+
+def record(cls: type[R], row: Row) -> R:
+    """`cls` from a row whose column labels are its field names."""
+    enums = _enum_fields(cls)
+    if not enums:
+        return cls(**row._mapping)
+    values = dict(row._mapping)
+    for name, enum in enums.items():
+        if values[name] is not None:
+            values[name] = enum(values[name])
+    return cls(**values)
+
+
+def records(cls: type[R], rows: Iterable[Row]) -> list[R]:
+    return [record(cls, r) for r in rows]
+
+
+def first(cls: type[R], result: Result) -> R | None:
+    row = result.first()
+    return None if row is None else record(cls, row)
+
+
+_ENUM_FIELDS: dict[type, dict[str, type[StrEnum]]] = {}
+
+
+def _enum_fields(cls: type) -> dict[str, type[StrEnum]]:
+    """The fields typed with an enum (alone or `| None`): the database holds their plain text.
+    Worked out once per class (type hints are slow to resolve)."""
+    if cls not in _ENUM_FIELDS:
+        _ENUM_FIELDS[cls] = {
+            name: t
+            for name, hint in get_type_hints(cls).items()
+            for t in (hint, *get_args(hint))
+            if isinstance(t, type) and issubclass(t, StrEnum)
+        }
+    return _ENUM_FIELDS[cls]
