@@ -26,7 +26,7 @@ from bandit_router.services.policies import load_policy
 from bandit_router.services.warm_start import publish_warm_start
 from bandit_router.store import repository as repo
 from bandit_router.store.db import make_engine
-from bandit_router.store.records import PolicyMeta
+from bandit_router.store.models import PolicyVersion
 
 POOL = [s.name for s in load_pool_file(EXAMPLE_POOL)]
 OTHER_VW_ARGS = "--cb_adf -q sa --cb_type mtr -l 0.1 --quiet"
@@ -39,7 +39,7 @@ def fresh_store(database_url: str, **overrides: object) -> tuple[Settings, Engin
     return settings, engine
 
 
-def active_row(engine: Engine) -> PolicyMeta:
+def active_row(engine: Engine) -> PolicyVersion:
     with engine.connect() as conn:
         version = repo.active_policy_id(conn)
         assert version is not None

@@ -21,7 +21,7 @@ from bandit_router.api.schemas import (
 from bandit_router.api.strict_json import StrictJSONRoute
 from bandit_router.runtime import Runtime
 from bandit_router.services import audits as audit_service
-from bandit_router.services.admin import JOB_KINDS, Admin, JobRecord, PolicyMeta
+from bandit_router.services.admin import JOB_KINDS, Admin, JobRecord, PolicyVersion
 from bandit_router.services.audits import Report
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=StrictJSONRoute)
@@ -69,17 +69,17 @@ def patch_model(name: ModelPath, patch: ModelPatch, admin: AdminDep) -> dict[str
 
 
 @router.get("/policies", response_model=list[PolicyOut])
-def list_policies(admin: AdminDep) -> list[PolicyMeta]:
+def list_policies(admin: AdminDep) -> list[PolicyVersion]:
     return admin.list_policies()
 
 
 @router.get("/policies/{version}", response_model=PolicyOut, responses=NOT_FOUND)
-def get_policy(version: int, admin: AdminDep) -> PolicyMeta:
+def get_policy(version: int, admin: AdminDep) -> PolicyVersion:
     return admin.get_policy(version)
 
 
 @router.post("/policies/{version}/activate", response_model=PolicyOut, responses=NOT_FOUND)
-def activate_policy(version: int, admin: AdminDep) -> PolicyMeta:
+def activate_policy(version: int, admin: AdminDep) -> PolicyVersion:
     """Activate any stored version: promotion by hand, or rollback to an older one."""
     return admin.activate_policy(version)
 

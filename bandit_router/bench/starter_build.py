@@ -21,7 +21,7 @@ import logging
 import os
 import platform
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,10 +32,11 @@ from bandit_router.config import Settings, UserError
 from bandit_router.offline.formats import GoldMatrix
 from bandit_router.offline.starter import SOURCE, is_heldout, sha256, write_starter
 from bandit_router.policy.pool import ModelSpec
+from bandit_router.store.records import columns
 
 if TYPE_CHECKING:
     from bandit_router.offline.routers import GoldRegressionRouter
-    from bandit_router.store.records import PolicyRecord
+    from bandit_router.store.models import PolicyVersion
 
 log = logging.getLogger(__name__)
 
@@ -171,12 +172,12 @@ def build_starter(
         "machine": _machine(),
         "models": train.models,
     }
-    return write_starter(out, {**asdict(row), "metrics": metrics}, meta)
+    return write_starter(out, {**columns(row), "metrics": metrics}, meta)
 
 
 def evaluate(
     settings: Settings,
-    row: PolicyRecord,
+    row: PolicyVersion,
     router: GoldRegressionRouter,
     X: np.ndarray,
     gm: GoldMatrix,

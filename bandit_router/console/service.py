@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 import os
 from collections import defaultdict
-from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,7 +24,8 @@ from bandit_router.services.errors import DomainError
 from bandit_router.store import aggregates as agg
 from bandit_router.store import proxy_log
 from bandit_router.store import repository as repo
-from bandit_router.store.records import MeanBucket, PolicyMeta, TrafficBucket
+from bandit_router.store.models import PolicyVersion
+from bandit_router.store.records import MeanBucket, TrafficBucket, columns
 
 # window name -> (length, bucket size), both in seconds: ~24-30 points per chart.
 WINDOWS = {
@@ -227,7 +227,7 @@ def policies(rt: Runtime) -> list[dict[str, Any]]:
     active = next((p.id for p in rows if p.active), 0)
     return [
         {
-            **asdict(p),
+            **columns(p),
             "ope": ope_summary(p.metrics or {}),
             "action": "Promote" if p.id > active else "Roll back",
         }
@@ -235,7 +235,7 @@ def policies(rt: Runtime) -> list[dict[str, Any]]:
     ]
 
 
-def activate(rt: Runtime, version: int) -> PolicyMeta:
+def activate(rt: Runtime, version: int) -> PolicyVersion:
     return _run(rt.admin.activate_policy, version)
 
 

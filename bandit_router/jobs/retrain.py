@@ -40,14 +40,13 @@ from bandit_router.policy.regions import Tally
 from bandit_router.services.policies import publish_policy, tally_fields, tally_of
 from bandit_router.store import repository as repo
 from bandit_router.store.models import PolicyVersion, utcnow
-from bandit_router.store.records import PolicyRecord
 
 log = logging.getLogger(__name__)
 
 RESERVOIR = 100_000  # preference-only events sampled for the bias intervals
 
 
-def base_policy(engine: Engine) -> PolicyRecord:
+def base_policy(engine: Engine) -> PolicyVersion:
     """The newest warm-start or cold version: what the service started from."""
     with engine.connect() as conn:
         version = conn.execute(

@@ -36,8 +36,7 @@ from bandit_router.policy.learner import QualityModel
 from bandit_router.policy.regions import Tally
 from bandit_router.services.policies import publish_policy, tally_fields, tally_of
 from bandit_router.store import repository as repo
-from bandit_router.store.models import utcnow
-from bandit_router.store.records import PolicyRecord
+from bandit_router.store.models import PolicyVersion, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +74,7 @@ def teach(
     return before
 
 
-def learner_of(engine: Engine, active: PolicyRecord) -> PolicyRecord:
+def learner_of(engine: Engine, active: PolicyVersion) -> PolicyVersion:
     """The newest version the update job has learned since `active` went live (the active
     policy itself when there is none yet)."""
     with engine.connect() as conn:
@@ -90,7 +89,7 @@ TRAFFIC = "traffic"  # the requests' own λ; the other gates replay the same eve
 
 
 def _gates(
-    learner: PolicyRecord, active: PolicyRecord, settings: Settings
+    learner: PolicyVersion, active: PolicyVersion, settings: Settings
 ) -> dict[str, ope.RunningDifference]:
     """The learner's pooled differences since it forked from the active policy: at the
     traffic's λ (to promote) and at each preset λ (to veto a learner clearly worse there)."""

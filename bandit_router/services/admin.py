@@ -17,8 +17,9 @@ from bandit_router.services.errors import Conflict, Invalid, NotFound, excerpt
 from bandit_router.services.pool import key_env_refused, model_warnings
 from bandit_router.store import repository as repo
 
-# The HTTP layer names JobRecord and PolicyMeta from here: it may not import the store.
-from bandit_router.store.records import JobRecord, ModelRecord, PolicyMeta
+# The HTTP layer names JobRecord and PolicyVersion from here: it may not import the store.
+from bandit_router.store.models import PolicyVersion
+from bandit_router.store.records import JobRecord, ModelRecord
 
 # The jobs an admin may start (jobs/runner.py runs exactly these).
 JOB_KINDS = ("update", "retrain", "retention", "audits")
@@ -99,14 +100,14 @@ class Admin:
 
     # --- policy versions --------------------------------------------------------------------
 
-    def list_policies(self) -> list[PolicyMeta]:
+    def list_policies(self) -> list[PolicyVersion]:
         with self.engine.connect() as conn:
             return repo.list_policies(conn)
 
-    def get_policy(self, version: int) -> PolicyMeta:
+    def get_policy(self, version: int) -> PolicyVersion:
         return self._stored(repo.get_policy, version, f"policy version {version}")
 
-    def activate_policy(self, version: int) -> PolicyMeta:
+    def activate_policy(self, version: int) -> PolicyVersion:
         """Activate any stored version: promotion by hand, or rollback to an older one."""
         with self.engine.begin() as conn:
             if not stored_id(version) or repo.get_policy(conn, version) is None:

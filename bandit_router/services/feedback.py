@@ -18,8 +18,7 @@ from bandit_router.services.errors import Conflict, Invalid, NotFound, excerpt
 from bandit_router.services.routing import Snapshot
 from bandit_router.store import proxy_log
 from bandit_router.store import repository as repo
-from bandit_router.store.models import utcnow
-from bandit_router.store.records import FeedbackRecord
+from bandit_router.store.models import Feedback, utcnow
 from bandit_router.store.writer import GroupCommitWriter
 
 # What a client key vouches for: the same key with any of these different is another request.
@@ -75,7 +74,7 @@ class FeedbackService:
             output_tokens=fb.output_tokens,
         )
 
-        def write(conn: Connection) -> tuple[str, FeedbackRecord | None]:
+        def write(conn: Connection) -> tuple[str, Feedback | None]:
             status = repo.insert_feedback(conn, row)
             if status != "duplicate":
                 return status, None
@@ -114,7 +113,7 @@ class FeedbackService:
             raise Invalid(f"'other_model' {other} is the model that answered this decision")
 
 
-def key_conflict(fb: FeedbackIn, stored: FeedbackRecord, sent: dict[str, Any]) -> str | None:
+def key_conflict(fb: FeedbackIn, stored: Feedback, sent: dict[str, Any]) -> str | None:
     """Stripe-style: a client's idempotency key names one request; the same key with another
     body is a mistake worth a 409, not a silent duplicate. (A derived key is the body already.)"""
     if not fb.idempotency_key:

@@ -12,7 +12,7 @@ from bandit_router.policy import regions
 from bandit_router.policy.decide import Policy
 from bandit_router.policy.learner import QualityModel
 from bandit_router.store import repository as repo
-from bandit_router.store.records import PolicyRecord
+from bandit_router.store.models import PolicyVersion
 
 
 def ensure_active_policy(engine: Engine, vw_args: str) -> int:
@@ -59,7 +59,7 @@ def load_policy(engine: Engine, version: int) -> Policy:
     )
 
 
-def tally_of(row: PolicyRecord) -> regions.Tally:
+def tally_of(row: PolicyVersion) -> regions.Tally:
     """The learning counts a stored policy carries, to continue counting from."""
     return regions.Tally.of(regions.from_bytes(row.regions), row.model_counts, row.region_counts)
 

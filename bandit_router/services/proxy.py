@@ -31,8 +31,7 @@ from bandit_router.services.errors import excerpt
 from bandit_router.services.routing import Routed
 from bandit_router.store import proxy_log
 from bandit_router.store import repository as repo
-from bandit_router.store.models import utcnow
-from bandit_router.store.records import DecisionRecord
+from bandit_router.store.models import Decision, utcnow
 from bandit_router.store.writer import GroupCommitWriter
 
 log = logging.getLogger(__name__)
@@ -79,7 +78,7 @@ def proxy_call(caller: str, key: str | None, body: Any, retry_count: str | None)
     return ProxyCall(caller, key or None, body_hash(body), retried)
 
 
-def earlier_decision(conn: Connection, call: ProxyCall) -> DecisionRecord | None:
+def earlier_decision(conn: Connection, call: ProxyCall) -> Decision | None:
     """The logged decision this call repeats, if any. Raises KeyReused."""
     if call.key is not None:
         found = proxy_log.request_by_key(conn, call.caller, call.key)
@@ -94,7 +93,7 @@ def earlier_decision(conn: Connection, call: ProxyCall) -> DecisionRecord | None
     return repo.get_decision(conn, found.decision_id) if found else None
 
 
-def routed_again(decision: DecisionRecord) -> Routed:
+def routed_again(decision: Decision) -> Routed:
     """The logged decision as the proxy holds a fresh one: its candidates, scores and choice."""
     cands = decision.candidates
 

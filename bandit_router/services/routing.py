@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -26,6 +26,7 @@ from bandit_router.services.errors import Invalid, NotFound, excerpt, names_exce
 from bandit_router.store import proxy_log
 from bandit_router.store import repository as repo
 from bandit_router.store.models import utcnow
+from bandit_router.store.records import columns
 from bandit_router.store.writer import GroupCommitWriter
 
 # What the HTTP layer names without importing the layers below the services.
@@ -222,10 +223,10 @@ class RoutingService:
                 raise NotFound(f"decision {excerpt(decision_id, 64)} does not exist")
             feedback = repo.list_feedback(conn, decision_id)
             proxy = proxy_log.get_answer(conn, decision_id)
-        out = asdict(row)
+        out = columns(row)
         del out["embedding"]
-        out["feedback"] = [asdict(f) for f in feedback]
-        out["proxy"] = asdict(proxy) if proxy is not None else None
+        out["feedback"] = [columns(f) for f in feedback]
+        out["proxy"] = columns(proxy) if proxy is not None else None
         return out
 
     def lam_of(self, query: Query) -> float:

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from bandit_router.store.models import ProxyAnswer, ProxyRequest
-from bandit_router.store.records import ProxyAnswerRecord, ProxyRequestRecord, first
+from bandit_router.store.records import ProxyRequestRecord, first, mapped
 
 
 def record_answer(conn: Connection, row: dict[str, Any]) -> None:
@@ -53,9 +53,8 @@ def request_by_body(
     return first(ProxyRequestRecord, conn.execute(stmt))
 
 
-def get_answer(conn: Connection, decision_id: str) -> ProxyAnswerRecord | None:
-    stmt = select(ProxyAnswer.__table__).where(ProxyAnswer.decision_id == decision_id)
-    return first(ProxyAnswerRecord, conn.execute(stmt))
+def get_answer(conn: Connection, decision_id: str) -> ProxyAnswer | None:
+    return mapped(conn, select(ProxyAnswer).where(ProxyAnswer.decision_id == decision_id))
 
 
 def set_output_tokens(conn: Connection, decision_id: str, tokens: int) -> None:

@@ -10,11 +10,17 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any, Literal, TypeVar, get_args, get_type_hints
 
-from sqlalchemy import Result, Row
+from sqlalchemy import Connection, Result, Row, Select, inspect
+from sqlalchemy.orm import Session
 
-from bandit_router.store.models import AuditStatus, JobStatus
+from bandit_router.store.models import AuditStatus, Base, JobStatus
 
 R = TypeVar("R")
+M = TypeVar("M", bound=Base)
+
+# A decision, a feedback item, a proxy answer and a policy version are read as their mapped classes
+# (store/models.py: `mapped`, `mapped_all`): those already type every column, and the API's
+# response models list the same fields once more for the public schema.
 
 # --- the model pool ---------------------------------------------------------------------------
 
@@ -36,41 +42,6 @@ class ModelRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class DecisionRecord:
-    id: str
-    created_at: datetime
-    prompt_hash: str
-    prompt: str | None
-    embedding: bytes  # float32 vector
-    input_tokens: int
-    lam: float
-    preset: str | None
-    candidates: list[dict[str, Any]]  # model, quality, cost_usd, cost_norm, score, probability
-    chosen_model: str
-    probability: float
-    exploration: str
-    policy_version: int
-    audit_probability: float
-    audit_selected: bool
-    learned_version: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class FeedbackRecord:
-    id: int
-    decision_id: str
-    created_at: datetime
-    type: str
-    value: dict[str, Any]
-    other_model: str | None
-    reward: float
-    source: str
-    idempotency_key: str
-    late: bool
-    output_tokens: int | None
-
-
-@dataclass(frozen=True, slots=True)
 class FeedbackSignal:
     """What a learning event reads of a feedback item (its `value` JSON is not decoded)."""
 
@@ -82,31 +53,6 @@ class FeedbackSignal:
 
 
 # --- policy versions --------------------------------------------------------------------------
-
-
-# Two records, not optional weights: giving metadata where weights are needed is a type error.
-@dataclass(frozen=True, slots=True)
-class PolicyMeta:
-    """A policy version without its weights and region codebook (listings, the admin API)."""
-
-    id: int
-    created_at: datetime
-    vw_args: str
-    model_counts: dict[str, Any]
-    region_counts: dict[str, Any]
-    metrics: dict[str, Any]
-    source: str
-    parent_id: int | None
-    active: bool
-    activated_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class PolicyRecord(PolicyMeta):
-    """A whole policy version: what a learner or the serving policy is loaded from."""
-
-    model_bytes: bytes
-    regions: bytes | None  # float32 k-means codebook, n x 384
 
 
 # --- jobs -------------------------------------------------------------------------------------
@@ -275,16 +221,6 @@ class HashedKeyRecord(KeyRecord):
 
 
 @dataclass(frozen=True, slots=True)
-class ProxyAnswerRecord:
-    decision_id: str
-    created_at: datetime
-    served_model: str | None
-    status: int  # the HTTP status the caller got
-    attempts: list[dict[str, Any]]
-    output_tokens: int | None
-
-
-@dataclass(frozen=True, slots=True)
 class ProxyRequestRecord:
     decision_id: str
     created_at: datetime
@@ -294,6 +230,28 @@ class ProxyRequestRecord:
 
 
 # --- building them ----------------------------------------------------------------------------
+
+
+def mapped_all(conn: Connection, stmt: Select[M]) -> list[M]:
+    """The mapped objects `stmt` selects, detached so they outlive the session. The session joins
+    a transaction `conn` is in and leaves it open."""
+    with Session(conn) as session:
+        found = list(session.scalars(stmt))
+        session.expunge_all()
+    return found
+
+
+def mapped(conn: Connection, stmt: Select[M]) -> M | None:
+    found = mapped_all(conn, stmt.limit(1))
+    return found[0] if found else None
+
+
+def columns(obj: Base) -> dict[str, Any]:
+    """A mapped object's loaded column values by attribute name (a policy's weights are not)."""
+    state = inspect(obj)
+    return {
+        a.key: getattr(obj, a.key) for a in state.mapper.column_attrs if a.key not in state.unloaded
+    }
 
 
 def record(cls: type[R], row: Row) -> R:

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import defer
 
 from bandit_router.store.models import (
     Audit,
@@ -31,19 +32,17 @@ from bandit_router.store.records import (
     AuditRecord,
     AuditTextRecord,
     DailyAggregateRecord,
-    DecisionRecord,
     EventRecord,
-    FeedbackRecord,
     FeedbackSignal,
     GradeRecord,
     JobRecord,
     ModelRecord,
     OfflineGoldRecord,
-    PolicyMeta,
-    PolicyRecord,
     QueuedAudit,
     ReportRecord,
     first,
+    mapped,
+    mapped_all,
     record,
     records,
 )
@@ -118,9 +117,8 @@ def insert_decision(
             conn.execute(insert(AuditText), {"decision_id": row["id"], "prompt": audit_prompt})
 
 
-def get_decision(conn: Connection, decision_id: str) -> DecisionRecord | None:
-    stmt = select(Decision.__table__).where(Decision.id == decision_id)
-    return first(DecisionRecord, conn.execute(stmt))
+def get_decision(conn: Connection, decision_id: str) -> Decision | None:
+    return mapped(conn, select(Decision).where(Decision.id == decision_id))
 
 
 def decision_exists(conn: Connection, decision_id: str) -> bool:
@@ -148,19 +146,17 @@ def _insert_ignore(conn: Connection, model: type) -> Any:
     return dialect.insert(model).on_conflict_do_nothing()
 
 
-def get_feedback(conn: Connection, decision_id: str, idempotency_key: str) -> FeedbackRecord | None:
+def get_feedback(conn: Connection, decision_id: str, idempotency_key: str) -> Feedback | None:
     """The feedback stored under a decision's idempotency key."""
-    stmt = select(Feedback.__table__).where(
+    stmt = select(Feedback).where(
         Feedback.decision_id == decision_id, Feedback.idempotency_key == idempotency_key
     )
-    return first(FeedbackRecord, conn.execute(stmt))
+    return mapped(conn, stmt)
 
 
-def list_feedback(conn: Connection, decision_id: str) -> list[FeedbackRecord]:
-    stmt = (
-        select(Feedback.__table__).where(Feedback.decision_id == decision_id).order_by(Feedback.id)
-    )
-    return records(FeedbackRecord, conn.execute(stmt))
+def list_feedback(conn: Connection, decision_id: str) -> list[Feedback]:
+    stmt = select(Feedback).where(Feedback.decision_id == decision_id).order_by(Feedback.id)
+    return mapped_all(conn, stmt)
 
 
 def feedback_for(conn: Connection, decision_ids: Sequence[str]) -> dict[str, list[FeedbackSignal]]:
@@ -190,41 +186,51 @@ _CHUNK = 5000  # SQLite caps bound parameters per statement
 
 # --- policy versions --------------------------------------------------------------------------
 
-_POLICY_META = [c for c in PolicyVersion.__table__.c if c.name not in ("model_bytes", "regions")]
+# Listings and the admin API never read a policy's weights or codebook: left unloaded, and
+# reading them off such an object raises instead of querying.
+_WITHOUT_WEIGHTS = (
+    defer(PolicyVersion.model_bytes, raiseload=True),
+    defer(PolicyVersion.regions, raiseload=True),
+)
 
 
-def active_policy(conn: Connection) -> PolicyRecord | None:
-    stmt = select(PolicyVersion.__table__).where(PolicyVersion.active.is_(True))
-    return first(PolicyRecord, conn.execute(stmt))
+def active_policy(conn: Connection) -> PolicyVersion | None:
+    """The active version, weights included."""
+    return mapped(conn, select(PolicyVersion).where(PolicyVersion.active.is_(True)))
 
 
 def active_policy_id(conn: Connection) -> int | None:
     return conn.execute(select(PolicyVersion.id).where(PolicyVersion.active.is_(True))).scalar()
 
 
-def get_policy(conn: Connection, version: int) -> PolicyMeta | None:
-    return first(PolicyMeta, conn.execute(select(*_POLICY_META).where(PolicyVersion.id == version)))
+def get_policy(conn: Connection, version: int) -> PolicyVersion | None:
+    stmt = select(PolicyVersion).options(*_WITHOUT_WEIGHTS).where(PolicyVersion.id == version)
+    return mapped(conn, stmt)
 
 
-def get_full_policy(conn: Connection, version: int) -> PolicyRecord | None:
+def get_full_policy(conn: Connection, version: int) -> PolicyVersion | None:
     """A version with its weights and region codebook."""
-    stmt = select(PolicyVersion.__table__).where(PolicyVersion.id == version)
-    return first(PolicyRecord, conn.execute(stmt))
+    return mapped(conn, select(PolicyVersion).where(PolicyVersion.id == version))
 
 
-def newest_policy(conn: Connection, source: str) -> PolicyMeta | None:
+def newest_policy(conn: Connection, source: str) -> PolicyVersion | None:
     stmt = (
-        select(*_POLICY_META)
+        select(PolicyVersion)
+        .options(*_WITHOUT_WEIGHTS)
         .where(PolicyVersion.source == source)
         .order_by(PolicyVersion.id.desc())
-        .limit(1)
     )
-    return first(PolicyMeta, conn.execute(stmt))
+    return mapped(conn, stmt)
 
 
-def list_policies(conn: Connection, limit: int = 100) -> list[PolicyMeta]:
-    stmt = select(*_POLICY_META).order_by(PolicyVersion.id.desc()).limit(limit)
-    return records(PolicyMeta, conn.execute(stmt))
+def list_policies(conn: Connection, limit: int = 100) -> list[PolicyVersion]:
+    stmt = (
+        select(PolicyVersion)
+        .options(*_WITHOUT_WEIGHTS)
+        .order_by(PolicyVersion.id.desc())
+        .limit(limit)
+    )
+    return mapped_all(conn, stmt)
 
 
 def insert_policy(conn: Connection, *, activate: bool, **fields: Any) -> int:
