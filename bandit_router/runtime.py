@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 
 from bandit_router.config import ConfigError, Settings
 from bandit_router.embed.service import EmbeddingService, TextEncoder
@@ -38,6 +39,8 @@ from bandit_router.store.writer import GroupCommitWriter
 from bandit_router.telemetry import instrument_jobs
 
 log = logging.getLogger(__name__)
+
+SETUP_ATTEMPTS = 3
 
 
 class Runtime:
@@ -155,11 +158,19 @@ def prepare_database(engine: Engine, settings: Settings) -> None:
             "schema: run `bandit-router migrate` first"
         )
     specs = checked_pool_file(settings)
-    with engine.begin() as conn:
-        added = repo.seed_models(conn, [s.model_dump() for s in specs])
+    for attempt in range(1, SETUP_ATTEMPTS + 1):
+        try:
+            with engine.begin() as conn:
+                added = repo.seed_models(conn, [s.model_dump() for s in specs])
+            ensure_active_policy(engine, settings.vw_args)
+            break
+        except IntegrityError:
+            # Processes that start together on a fresh store (`serve --workers`) seed the same
+            # models and starter policy; the ones that lose find the winner's on the next try.
+            if attempt == SETUP_ATTEMPTS:
+                raise
     if added:
         log.info("added models from %s: %s", settings.pool_file, ", ".join(added))
-    ensure_active_policy(engine, settings.vw_args)
 
 
 def checked_pool_file(settings: Settings) -> list[ModelSpecIn]:

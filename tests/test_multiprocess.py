@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from bandit_router.cli import main
 from bandit_router.config import Settings, load_settings
 from bandit_router.jobs.ownership import SchedulerOwnership
 from bandit_router.jobs.runner import JobRunner
-from bandit_router.runtime import Runtime
+from bandit_router.runtime import Runtime, prepare_database
 from bandit_router.store.db import make_engine
 
 LOCK_APP_NAME = "bandit-router scheduler lock"
@@ -204,6 +205,46 @@ def _publish_new_policy(base: str, settings: Settings) -> int:
         engine.dispose()
     assert row.status == "succeeded", row
     return int(row.result["published"])
+
+
+@pytest.mark.postgres
+def test_processes_that_start_together_on_a_fresh_store_all_start(
+    pg_url: str, pool_file: Path
+) -> None:
+    """`serve --workers 2` on a fresh PostgreSQL store: both workers seed the pool's models and
+    the starter policy at the same moment; the one that loses the race must start anyway."""
+    settings = load_settings(database_url=pg_url, pool_file=pool_file)
+    engines = [make_engine(pg_url) for _ in range(3)]
+    try:
+        for _ in range(4):
+            with engines[0].begin() as conn:
+                conn.execute(text("DELETE FROM policy_versions"))
+                conn.execute(text("DELETE FROM models"))
+            start = threading.Barrier(len(engines))
+            errors: list[BaseException] = []
+
+            def set_up(
+                engine: Engine, start: threading.Barrier, errors: list[BaseException]
+            ) -> None:
+                start.wait()
+                try:
+                    prepare_database(engine, settings)
+                except BaseException as exc:  # noqa: BLE001 - reported below
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=set_up, args=(e, start, errors)) for e in engines]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert errors == []
+            with engines[0].connect() as conn:
+                assert conn.execute(text("SELECT count(*) FROM models")).scalar() == 3
+                active = "SELECT count(*) FROM policy_versions WHERE active"
+                assert conn.execute(text(active)).scalar() == 1
+    finally:
+        for e in engines:
+            e.dispose()
 
 
 @pytest.mark.postgres
