@@ -170,8 +170,8 @@ def feedback_for(conn: Connection, decision_ids: Sequence[str]) -> dict[str, lis
             .where(Feedback.decision_id.in_(decision_ids[start : start + _CHUNK]))
             .order_by(Feedback.created_at, Feedback.id)
         )
-        for r in conn.execute(stmt):
-            out[r.decision_id].append(record(FeedbackSignal, r))
+        for signal in records(FeedbackSignal, conn.execute(stmt)):
+            out[signal.decision_id].append(signal)
     return out
 
 
