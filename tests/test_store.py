@@ -7,10 +7,11 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, inspect, update
+from sqlalchemy import Connection, Engine, inspect, update
 from sqlalchemy.exc import IntegrityError
 
 from bandit_router.config import Settings
+from bandit_router.services.policies import ensure_active_policy
 from bandit_router.store import proxy_log
 from bandit_router.store import repository as repo
 from bandit_router.store.db import WalCheckpointer, make_engine, migrate, schema_is_current
@@ -51,6 +52,42 @@ def test_only_one_policy_can_be_active(settings: Settings) -> None:
         assert repo.active_policy_id(conn) == b
     with pytest.raises(IntegrityError), engine.begin() as conn:
         conn.execute(update(PolicyVersion).where(PolicyVersion.id == a).values(active=True))
+    engine.dispose()
+
+
+def test_policy_presence_and_a_store_with_versions_but_none_active(settings: Settings) -> None:
+    """Start-up refuses a store whose versions were all deactivated, rather than adding a
+    starter beside them; and it tells that state apart from an empty store in one read."""
+    engine = make_engine(settings.database_url)
+    with engine.begin() as conn:
+        assert repo.policy_presence(conn) == (None, False)
+        a = repo.insert_policy(conn, activate=False, vw_args="x", model_bytes=b"1", source="t")
+        assert repo.policy_presence(conn) == (None, True)
+    with pytest.raises(RuntimeError, match="no policy version is active"):
+        ensure_active_policy(engine, settings.vw_args)
+    with engine.begin() as conn:
+        repo.activate_policy(conn, a)
+        repo.insert_policy(conn, activate=False, vw_args="x", model_bytes=b"2", source="t")
+        assert repo.policy_presence(conn) == (a, True)
+    assert ensure_active_policy(engine, settings.vw_args) == a
+    engine.dispose()
+
+
+def test_a_mapped_read_inside_a_write_keeps_the_writes_around_it(settings: Settings) -> None:
+    """Readers that return mapped objects open a Session on the caller's connection; inside the
+    group-commit writer's transaction it must neither commit nor roll back the batch."""
+    engine = make_engine(settings.database_url)
+    writer = GroupCommitWriter(engine)
+
+    def batch(conn: Connection) -> None:
+        repo.insert_decisions(conn, [_decision(1)])
+        assert repo.get_decision(conn, _decision(1)["id"]) is not None
+        repo.insert_decisions(conn, [_decision(2)])
+
+    writer.submit(batch).result()
+    writer.close()
+    with engine.connect() as conn:
+        assert all(repo.get_decision(conn, _decision(i)["id"]) for i in (1, 2))
     engine.dispose()
 
 

@@ -20,15 +20,10 @@ def ensure_active_policy(engine: Engine, vw_args: str) -> int:
     built under these VW arguments (offline/starter.py), else a cold (untrained) one, so the
     service can route from request one."""
     with engine.begin() as conn:
-        active = repo.active_policy_id(conn)
+        active, any_stored = repo.policy_presence(conn)
         if active is not None:
             return active
-        if repo.list_policies(conn, limit=1):
-            # Read again: a process starting beside this one may have committed its starter, active,
-            # between the two reads above (each statement sees the newest commits).
-            active = repo.active_policy_id(conn)
-            if active is not None:
-                return active
+        if any_stored:
             raise RuntimeError("no policy version is active; activate one through the admin API")
         # The pool file's models: prepare_database seeds them before it calls this.
         starter = load_starter(vw_args, [m.name for m in repo.list_models(conn)])

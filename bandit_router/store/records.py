@@ -1,6 +1,7 @@
-"""What the store's readers return: one frozen dataclass per row shape, typed as the columns are
-(store/models.py), statuses as their enums. Field names are the column names (or the labels a
-query gives them), so `record` builds any of them from a row by name."""
+"""What the store's readers return, where it is not a mapped class of store/models.py: one frozen
+dataclass per row shape, typed as the columns are, statuses as their enums. Field names are the
+column names (or the labels a query gives them), so `record` builds any of them from a row by
+name; `mapped`/`mapped_all` read the mapped classes themselves."""
 
 from __future__ import annotations
 
@@ -50,9 +51,6 @@ class FeedbackSignal:
     reward: float
     other_model: str | None
     output_tokens: int | None
-
-
-# --- policy versions --------------------------------------------------------------------------
 
 
 # --- jobs -------------------------------------------------------------------------------------

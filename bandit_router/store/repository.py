@@ -203,6 +203,20 @@ def active_policy_id(conn: Connection) -> int | None:
     return conn.execute(select(PolicyVersion.id).where(PolicyVersion.active.is_(True))).scalar()
 
 
+def policy_presence(conn: Connection) -> tuple[int | None, bool]:
+    """(the active version, whether any version is stored), read by ONE statement: two reads
+    could straddle another process's commit and see versions but none active."""
+    stmt = (
+        select(PolicyVersion.id, PolicyVersion.active)
+        .order_by(PolicyVersion.active.desc())
+        .limit(1)
+    )
+    row = conn.execute(stmt).first()
+    if row is None:
+        return None, False
+    return (int(row.id) if row.active else None), True
+
+
 def get_policy(conn: Connection, version: int) -> PolicyVersion | None:
     stmt = select(PolicyVersion).options(*_WITHOUT_WEIGHTS).where(PolicyVersion.id == version)
     return mapped(conn, stmt)
